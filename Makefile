@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else is here for them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAMPLE := sample_data/generated
+SAMPLE_STAMP := $(SAMPLE)/.complete
+
+.PHONY: demo test venv sample-data lint bench clean
+
+venv: $(STAMP)
+
+# Re-install when the package metadata changes; editable, so code edits need no reinstall.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+sample-data: $(SAMPLE_STAMP)
+
+# Deterministic: derived from the real images in pyradiomics' sdist (downloaded from PyPI once).
+$(SAMPLE_STAMP): $(STAMP) sample_data/generate.py
+	$(PY) sample_data/generate.py --out $(SAMPLE)
+
+demo: $(SAMPLE_STAMP)
+	$(VENV)/bin/tumor-response run configs/sample.yaml
+
+test: $(SAMPLE_STAMP)
+	$(PY) -m pytest -q
+
+bench: $(SAMPLE_STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf out $(SAMPLE) sample_data/.cache
