@@ -1,0 +1,77 @@
+"""Geometry of a volume: size, spacing, origin and direction in DICOM LPS mm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Grid of a 3-D image in patient space (DICOM LPS, mm).
+
+    Attributes
+    ----------
+    size : (nx, ny, nz) voxels, SimpleITK index order.
+    spacing_mm : voxel spacing along the three index axes, mm.
+    origin_lps : physical position of the centre of voxel (0, 0, 0), mm.
+    direction : 3x3 row-major; column k is the LPS unit vector of index axis k
+        (as SimpleITK's ``GetDirection``).
+    """
+
+    size: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_lps: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Geometry:
+        """Geometry of a SimpleITK image."""
+        return cls(
+            size=tuple(int(v) for v in image.GetSize()),  # type: ignore[arg-type]
+            spacing_mm=tuple(float(v) for v in image.GetSpacing()),  # type: ignore[arg-type]
+            origin_lps=tuple(float(v) for v in image.GetOrigin()),  # type: ignore[arg-type]
+            direction=tuple(float(v) for v in image.GetDirection()),
+        )
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        """3x3 array whose columns are the index axes' unit vectors in LPS."""
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        sx, sy, sz = self.spacing_mm
+        return sx * sy * sz
+
+    def index_to_lps(self, index_xyz: np.ndarray) -> np.ndarray:
+        """Continuous indices (..., 3) in (x, y, z) order -> LPS points (..., 3), mm."""
+        idx = np.asarray(index_xyz, dtype=float)
+        return np.asarray(self.origin_lps) + (idx * np.asarray(self.spacing_mm)) @ self.direction_matrix.T
+
+    def lps_to_index(self, points_lps: np.ndarray) -> np.ndarray:
+        """LPS points (..., 3), mm -> continuous indices (..., 3) in (x, y, z) order."""
+        p = np.asarray(points_lps, dtype=float) - np.asarray(self.origin_lps)
+        return (p @ self.direction_matrix) / np.asarray(self.spacing_mm)
+
+    def corners_lps(self) -> np.ndarray:
+        """The 8 corner voxel centres, (8, 3) LPS mm."""
+        n = np.asarray(self.size) - 1
+        corners = np.array([[i, j, k] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])], dtype=float)
+        return self.index_to_lps(corners)
+
+    def same_grid(self, other: Geometry, tol_mm: float = 1e-3) -> bool:
+        """True when both grids have the same size and their voxel centres coincide within ``tol_mm``."""
+        if self.size != other.size:
+            return False
+        return bool(np.max(np.abs(self.corners_lps() - other.corners_lps())) <= tol_mm)
+
+    def to_dict(self) -> dict:
+        return {
+            "size": list(self.size),
+            "spacing_mm": list(self.spacing_mm),
+            "origin_lps": list(self.origin_lps),
+            "direction": list(self.direction),
+        }

@@ -1,0 +1,39 @@
+"""Terminal tables of a run's results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.table import Table
+
+
+def _pct(value: Any) -> str:
+    return "" if value in (None, "") else f"{float(value):+.1f}%"
+
+
+def _mm(value: Any) -> str:
+    return "" if value in (None, "") else f"{float(value):.1f}"
+
+
+def timeline_table(rows: Iterable[dict[str, Any]], criterion: str) -> Table:
+    """Per patient and time point: date, sum, % change vs baseline and nadir, the call and its flags."""
+    table = Table(title=f"Time-point responses ({criterion})", show_lines=False)
+    for name, justify in (("patient", "left"), ("date", "left"), ("days", "right"), ("sum (mm)", "right"),
+                          ("vs baseline", "right"), ("vs nadir", "right"), ("response", "left"), ("flags", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    last = None
+    for r in rows:
+        if r["criterion"] != criterion:
+            continue
+        if last is not None and r["patient_id"] != last:
+            table.add_section()
+        last = r["patient_id"]
+        table.add_row(
+            str(r["patient_id"]), str(r["date"]),
+            "" if r.get("days_since_baseline") in (None, "") else str(r["days_since_baseline"]),
+            _mm(r.get("sum_mm")), _pct(r.get("change_from_baseline_pct")), _pct(r.get("change_from_nadir_pct")),
+            r.get("response") or ("pre-baseline" if r.get("response") is None else ""),
+            r.get("flags") or "",
+        )
+    return table

@@ -1,0 +1,37 @@
+"""`tumor-response run CONFIG.yaml [--set key=value ...]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipelines.config import ConfigError, load_config
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML run configuration (paths in it are relative to it)")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a field by its dotted path, e.g. --set output_dir=/tmp/x"),
+    ] = None,
+) -> None:
+    """Run the pipeline on a dataset: measure every lesion at every time point and assess the response."""
+    from pipelines.run import print_summary, run_pipeline  # imaging libraries load only when needed
+
+    console = Console()
+    try:
+        cfg = load_config(config, set_ or [])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    summary = run_pipeline(cfg, Console(stderr=True))
+    print_summary(summary, cfg, console)
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

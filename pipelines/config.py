@@ -1,0 +1,162 @@
+"""Run configuration: YAML validated with pydantic.
+
+Every error names the field by its dotted path and, where the YAML has it,
+the line, e.g. ``configs/sample.yaml:7: dataset.root: Field required``. Paths
+in a config are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Criterion names as on the command line (../shared/course-format.md).
+CriterionName = Literal["recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc"]
+
+
+class ConfigError(ValueError):
+    """A run configuration is invalid; the message names the file, line and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    """Where the scans, masks and clinical data are.
+
+    Templates are relative to ``root`` and may use ``{patient_id}`` and
+    ``{study_date}`` (ISO, YYYY-MM-DD).
+    """
+
+    kind: Literal["dicom"] = "dicom"
+    root: Path
+    mask: str = Field(description="template of the label-map path of one time point")
+    lesion_metadata: str | None = Field(
+        default=None, description="template of a per-patient JSON sidecar: label -> {lesion_id, organ, nodal}"
+    )
+    clinical: Path | None = Field(
+        default=None, description="CSV with patient_id, treatment_start, radiotherapy_end, immunotherapy"
+    )
+    modality: list[str] = Field(default_factory=lambda: ["CT", "MR"], description="image series to use")
+
+    @field_validator("mask", "lesion_metadata")
+    @classmethod
+    def _template_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            value.format(patient_id="x", study_date="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"template may use only {{patient_id}} and {{study_date}} ({exc})") from exc
+        return value
+
+
+class LesionConfig(_Strict):
+    mode: Literal["labels", "components"] = "labels"
+    min_volume_mm3: float = Field(default=10.0, ge=0)
+    default_organ: str = "unknown"
+
+
+class RunConfig(_Strict):
+    """One run: a dataset, how lesions are read, which criteria to assess, where outputs go."""
+
+    name: str = "run"
+    dataset: DatasetConfig
+    output_dir: Path = Path("out")
+    lesions: LesionConfig = LesionConfig()
+    criteria: list[CriterionName] = Field(default_factory=lambda: ["recist"], min_length=1)
+
+    def resolved(self, base_dir: Path) -> RunConfig:
+        """The same config with every relative path made absolute against ``base_dir``."""
+
+        def absolute(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            return p if p.is_absolute() else (base_dir / p).resolve()
+
+        dataset = self.dataset.model_copy(
+            update={"root": absolute(self.dataset.root), "clinical": absolute(self.dataset.clinical)}
+        )
+        return self.model_copy(update={"dataset": dataset, "output_dir": absolute(self.output_dir)})
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc``, or of its nearest existing parent."""
+    line = None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            nxt = node.value[key]
+        node = nxt
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, raw_value: str) -> None:
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {dotted}={raw_value}: empty key in dotted path")
+    target = data
+    for key in keys[:-1]:
+        nxt = target.setdefault(key, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}={raw_value}: {key} is not a section")
+        target = nxt
+    target[keys[-1]] = yaml.safe_load(raw_value) if raw_value != "" else None
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> RunConfig:
+    """Read, override (``key.sub=value``), validate and resolve a run config.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable YAML, unknown keys, wrong types, missing fields; the message
+        names the file, the line and the dotted field.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from exc
+    try:
+        root_node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config must be a mapping of keys to values, got {type(data).__name__}")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        _set_dotted(data, key.strip(), value.strip())
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(x) for x in loc) or "(top level)"
+            line = _line_of(root_node, loc)
+            where = f"{p}:{line}" if line else str(p)
+            lines.append(f"{where}: {field}: {err['msg']}")
+        raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
+    return config.resolved(p.resolve().parent)

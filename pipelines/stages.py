@@ -1,0 +1,70 @@
+"""Per-time-point stage: load the scan and its label map, measure every lesion.
+
+No image maths here: this module only calls :mod:`imaging`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from imaging.io import Geometry, load_label_map, load_series
+from imaging.io.errors import ImagingError
+from imaging.measurement import LesionMeasurement, measure_lesions
+from imaging.segmentation import lesion_label_map
+from pipelines.config import LesionConfig
+from pipelines.discover import TimepointSource
+
+
+class StageError(Exception):
+    """A stage failed for one time point; the message names the input and the reason."""
+
+
+@dataclass(frozen=True)
+class MeasuredTimepoint:
+    """What one time point yields: its geometry and one measurement per lesion label."""
+
+    patient_id: str
+    study_date: dt.date
+    study_uid: str
+    series_uid: str
+    modality: str
+    slice_thickness_mm: float
+    geometry: Geometry
+    lesions: tuple[LesionMeasurement, ...]
+
+
+def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTimepoint:
+    """Load ``tp``'s series and mask and measure its lesions.
+
+    Raises
+    ------
+    StageError
+        Naming the time point and what failed (series assembly, mask, ...).
+    """
+    where = f"patient {tp.patient_id}, {tp.study_date.isoformat()}"
+    if tp.problem or tp.series is None:
+        raise StageError(f"{where}: {tp.problem or 'no image series'}")
+    try:
+        image = load_series(tp.series)
+    except ImagingError as exc:
+        raise StageError(f"{where}: loading the scan failed: {exc}") from exc
+    if not tp.mask_path.is_file():
+        raise StageError(f"{where}: no label map at {tp.mask_path}")
+    try:
+        labels = load_label_map(tp.mask_path, image)
+    except ImagingError as exc:
+        raise StageError(f"{where}: loading the label map failed: {exc}") from exc
+    labels = lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
+    geometry = Geometry.of(image)
+    thickness = tp.series.slice_thickness_mm or geometry.spacing_mm[2]
+    return MeasuredTimepoint(
+        patient_id=tp.patient_id,
+        study_date=tp.study_date,
+        study_uid=tp.study_uid,
+        series_uid=tp.series.series_uid,
+        modality=tp.series.modality,
+        slice_thickness_mm=float(thickness),
+        geometry=geometry,
+        lesions=tuple(measure_lesions(labels)),
+    )

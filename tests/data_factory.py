@@ -1,0 +1,137 @@
+"""Test data with known truth: DICOM series of a known grid, analytic ellipsoids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def rotation_matrix(rx_deg: float, ry_deg: float, rz_deg: float) -> np.ndarray:
+    """Rotation about x, then y, then z (degrees); a proper rotation (det +1)."""
+    rx, ry, rz = np.deg2rad([rx_deg, ry_deg, rz_deg])
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    mx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    my = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    mz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return mz @ my @ mx
+
+
+def write_series(
+    folder: Path,
+    hu_zyx: np.ndarray,
+    spacing_xyz: tuple[float, float, float],
+    origin_lps: tuple[float, float, float],
+    direction: np.ndarray,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    positions: list[np.ndarray] | None = None,
+    series_uid: str | None = None,
+    study_date: dt.date = dt.date(2024, 1, 2),
+    patient_id: str = "TEST001",
+    rescale_intercept: float = -1024.0,
+    rescale_slope: float = 1.0,
+) -> list[Path]:
+    """Write a CT series, one file per slice, names in random order.
+
+    ``direction`` columns are the x, y, z index axes in LPS; its third column
+    must be row x column for a DICOM-conformant stack (positions follow it).
+    ``positions`` overrides ImagePositionPatient per slice (for gaps, tilts).
+    Stored value = (HU - intercept) / slope.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    nz, ny, nx = hu_zyx.shape
+    direction = np.asarray(direction, dtype=float).reshape(3, 3)
+    series_uid = series_uid or generate_uid()
+    study_uid = generate_uid()
+    for_uid = generate_uid()
+    rng = random.Random(seed)
+    names = [f"{rng.getrandbits(40):010x}" + (".dcm" if k % 3 else "") for k in range(nz)]
+    if shuffle:
+        rng.shuffle(names)
+    paths = []
+    for k in range(nz):
+        pos = (
+            positions[k]
+            if positions is not None
+            else np.asarray(origin_lps) + k * spacing_xyz[2] * direction[:, 2]
+        )
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        sop_uid = generate_uid()
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CT_IMAGE_STORAGE
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = for_uid
+        ds.PatientID = patient_id
+        ds.PatientName = "TEST^PATIENT"
+        ds.Modality = "CT"
+        ds.StudyDate = study_date.strftime("%Y%m%d")
+        ds.SeriesDescription = "synthetic"
+        ds.InstanceNumber = nz - k  # deliberately opposite to the slice order
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*direction[:, 0], *direction[:, 1])]
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in pos]
+        ds.PixelSpacing = [f"{spacing_xyz[1]:.6f}", f"{spacing_xyz[0]:.6f}"]  # row spacing (y), column spacing (x)
+        ds.SliceThickness = f"{spacing_xyz[2]:.4f}"
+        ds.Rows, ds.Columns = ny, nx
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.RescaleIntercept = f"{rescale_intercept:g}"
+        ds.RescaleSlope = f"{rescale_slope:g}"
+        stored = np.round((hu_zyx[k].astype(float) - rescale_intercept) / rescale_slope)
+        ds.PixelData = stored.astype(np.uint16).tobytes()
+        path = folder / names[k]
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def make_image(array_zyx: np.ndarray, spacing_xyz, origin_lps, direction) -> sitk.Image:
+    img = sitk.GetImageFromArray(array_zyx)
+    img.SetSpacing(tuple(float(v) for v in spacing_xyz))
+    img.SetOrigin(tuple(float(v) for v in origin_lps))
+    img.SetDirection(tuple(float(v) for v in np.asarray(direction, dtype=float).flatten()))
+    return img
+
+
+def ellipsoid_labels(
+    size_xyz: tuple[int, int, int],
+    spacing_xyz: tuple[float, float, float],
+    direction: np.ndarray,
+    lesions: list[tuple[int, tuple[float, float, float], tuple[float, float, float], float]],
+    origin_lps: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> sitk.Image:
+    """Label map of ellipsoids digitised by voxel-centre inclusion.
+
+    Each lesion is (label, centre as continuous (x, y, z) index, semi-axes (a, b, c) in mm,
+    in-plane rotation in degrees); axes a, b lie in the acquisition plane, c along the slice normal.
+    """
+    nx, ny, nz = size_xyz
+    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    out = np.zeros((nz, ny, nx), dtype=np.uint16)
+    for label, centre, (a, b, c), theta_deg in lesions:
+        dx = (x - centre[0]) * spacing_xyz[0]
+        dy = (y - centre[1]) * spacing_xyz[1]
+        dz = (z - centre[2]) * spacing_xyz[2]
+        t = np.deg2rad(theta_deg)
+        u = dx * np.cos(t) + dy * np.sin(t)
+        v = -dx * np.sin(t) + dy * np.cos(t)
+        out[(u / a) ** 2 + (v / b) ** 2 + (dz / c) ** 2 <= 1.0] = label
+    return make_image(out, spacing_xyz, origin_lps, direction)
