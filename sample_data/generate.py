@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -63,8 +62,7 @@ from scipy import ndimage
 # written to truth.json "intended_recist":
 #   P001: baseline, SD (-15%), PR (-32%), PR (-38%), PR (-40%)
 #   P002: baseline, PD (+30% vs nadir and +>5 mm), SD (0%), SD (-20%),
-#         PR (-30% EXACTLY: at the boundary; "at least a 30% decrease" -> PR.  A measuring
-#         pipeline may legitimately land on either side of it.)
+#         PR (-35%, clear of the 30% boundary)
 #   P003: null (pre-baseline), baseline, SD (+25% but only ~+4 mm < 5 mm), PD (+60%),
 #         PD (new lesion L2, +90%), PD (+120%)
 # --------------------------------------------------------------------------------------------
@@ -103,7 +101,7 @@ PATIENTS: list[dict] = [
             ("2024-05-06", 1.30),
             ("2024-06-17", 1.00),
             ("2024-07-29", 0.80),
-            ("2024-09-09", 0.70),
+            ("2024-09-09", 0.65),
         ],
         "new_lesion": None,
         "fake": {"name": "ROE^RICHARD", "birth_date": "19710829", "sex": "M", "series_number": 5,
@@ -296,15 +294,17 @@ class RadialMap:
 
 def make_radial_map(s: float, r_lesion: float, margin: float = INNER_MARGIN_MM) -> RadialMap:
     """rho1 = s * R_lesion + margin; rho2 = the smallest on a 10 % ladder for which the
-    transition is monotone with slope >= half the smaller end slope (gentle deformation)."""
+    transition slope f' stays within [0.25 * min(1, 1/s), 2 * max(1, 1/s)]: monotone (asserted)
+    and without extreme local compression/stretching of the surrounding tissue."""
     if s <= 0:
         raise ValueError("scale must be positive")
     rho1 = s * r_lesion + margin
-    floor = 0.5 * min(1.0, 1.0 / s)
+    lo, hi = 0.25 * min(1.0, 1.0 / s), 2.0 * max(1.0, 1.0 / s)
     gap = max(rho1, rho1 / s) - rho1 + 0.25 * rho1
     for _ in range(200):
         rmap = RadialMap(s, rho1, rho1 + gap)
-        if rmap.min_transition_slope() >= floor:
+        slopes = rmap.derivative(np.linspace(rmap.rho1, rmap.rho2, 20001))
+        if slopes.min() >= lo and slopes.max() <= hi:
             break
         gap *= 1.1
     else:  # pragma: no cover
@@ -322,18 +322,25 @@ def warp_volume(src: np.ndarray, src_mask: np.ndarray, grid: Grid, forward: np.n
     """Resample ``src`` (z, y, x) and its binary mask onto the same grid after the radial lesion
     scaling (about ``centre``, LPS) followed by the rigid ``forward`` 4x4 (LPS -> LPS).
 
-    Returns (float64 image, uint8 0/1 mask, fraction of voxels sampled outside the source).
+    Returns (float32 image, uint8 0/1 mask, fraction of voxels sampled outside the source).
     The mask is linearly interpolated as 0/1 and thresholded at >= 0.5; only voxels whose
-    source point lies within ``mask_radius`` of ``centre`` are interpolated (elsewhere 0).
+    source point lies within ``mask_radius`` of ``centre`` are interpolated (elsewhere 0), from
+    a crop of the mask around the lesion (padded by 2 voxels, so the crop changes no value).
     """
     nz, ny, nx = src.shape
     m = grid.index_to_physical()
     a = np.linalg.inv(forward) @ m  # output index -> pre-rigid (deformed-source) physical
     minv = np.linalg.inv(m)  # physical -> source index
     c = np.asarray(centre, dtype=float)
-    out = np.empty(src.shape, dtype=np.float64)
+    out = np.empty(src.shape, dtype=np.float32)
     out_mask = np.zeros(src.shape, dtype=np.uint8)
-    mask_f = src_mask.astype(np.float32)
+    nzi = np.argwhere(src_mask > 0)
+    if len(nzi):
+        lo = np.maximum(nzi.min(axis=0) - 2, 0)
+        hi = np.minimum(nzi.max(axis=0) + 3, src_mask.shape)
+    else:
+        lo, hi = np.zeros(3, int), np.ones(3, int)
+    mask_f = src_mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
     per = max(1, chunk_voxels // (nx * ny))
     jj, ii = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
     outside = 0
@@ -362,10 +369,10 @@ def warp_volume(src: np.ndarray, src_mask: np.ndarray, grid: Grid, forward: np.n
         outside += int(np.count_nonzero(((coords < 0) | (coords > lim)).any(axis=0)))
         sl = slice(k0, k0 + coords.shape[1])
         out[sl] = ndimage.map_coordinates(src, coords, order=1, mode="constant", cval=background,
-                                          output=np.float64, prefilter=False)
+                                          output=np.float32, prefilter=False)
         sel = rho * ratio <= mask_radius
         if sel.any():
-            vals = ndimage.map_coordinates(mask_f, coords[:, sel], order=1, mode="constant",
+            vals = ndimage.map_coordinates(mask_f, coords[:, sel] - lo[:, None], order=1, mode="constant",
                                            cval=0.0, output=np.float64, prefilter=False)
             block = np.zeros(sel.shape, dtype=np.uint8)
             block[sel] = vals >= 0.5
@@ -377,7 +384,7 @@ def paint_ellipsoid(img: np.ndarray, mask: np.ndarray, grid: Grid, centre_index,
                     value: float, label: int, ss: int = 4) -> np.ndarray:
     """Paint an axis-aligned (grid axes) ellipsoid in place: image = (1-occ)*img + occ*value,
     mask = label where occ >= 0.5; occ = fractional occupancy from ss^3 supersamples per voxel.
-    Returns the occupancy block's voxel count with occ >= 0.5 (for reporting)."""
+    Returns the occupancy array of the painted block."""
     sp = np.asarray(grid.spacing, dtype=float)
     ax = np.asarray(semi_axes, dtype=float)
     ci = np.asarray(centre_index, dtype=float)  # (i, j, k)
@@ -414,12 +421,10 @@ def lesion_stats(mask: np.ndarray, grid: Grid) -> dict:
     pts = ijk @ m[:3, :3].T + m[:3, 3]
     c = pts.mean(axis=0)
     corners = np.array([[dx, dy, dz] for dx in (-0.5, 0.5) for dy in (-0.5, 0.5) for dz in (-0.5, 0.5)])
-    r_max = 0.0
-    for off in corners:
-        cp = (ijk + off) @ m[:3, :3].T + m[:3, 3]
-        r_max = max(r_max, float(np.sqrt(((cp - c) ** 2).sum(axis=1)).max()))
+    cp = np.concatenate([(ijk + off) @ m[:3, :3].T + m[:3, 3] for off in corners])
+    r_max = float(np.sqrt(((cp - c) ** 2).sum(axis=1)).max())
     v0 = len(kji) * float(np.prod(grid.spacing))
-    return {"centroid": c, "r_lesion": r_max, "v0": v0, "l0": long_axis_mm(mask, grid),
+    return {"centroid": c, "r_lesion": r_max, "v0": v0, "l0": long_axis_mm(mask, grid), "corners": cp,
             "voxels": int(len(kji)), "slices": int(len(np.unique(kji[:, 0])))}
 
 
@@ -562,16 +567,13 @@ def write_dicom_series(vol: np.ndarray, grid: Grid, modality: str, out_dir: Path
     instance = {k: i + 1 for i, k in enumerate(order)}
     sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     if modality == "CT":
-        stored = (vol.astype(np.int32) + 1024)
         intercept, wc, ww = -1024, -600, 1500
     else:
-        stored = vol.astype(np.int32)
         intercept = 0
         lo_, hi_ = np.percentile(vol, [1, 99.5])
         wc, ww = int(round((lo_ + hi_) / 2)), max(1, int(round(hi_ - lo_)))
-    if stored.min() < 0 or stored.max() > 65535:
+    if int(vol.min()) - intercept < 0 or int(vol.max()) - intercept > 65535:
         raise ValueError("pixel values out of the unsigned 16-bit range")
-    stored = stored.astype("<u2")
     f = meta["fake"]
     for k in range(nz):
         sop_uid = _uid(meta["patient_id"], meta["date"], "sop", k)
@@ -642,7 +644,7 @@ def write_dicom_series(vol: np.ndarray, grid: Grid, modality: str, out_dir: Path
             ds.RescaleType = "HU"
         ds.ImageComments = (f"SYNTHETIC follow-up derived from pyradiomics {meta['source_case']}; "
                             "not a real patient; not for clinical use")
-        ds.PixelData = stored[k].tobytes()
+        ds.PixelData = (vol[k].astype(np.int32) - intercept).astype("<u2").tobytes()
         name = hashlib.sha1(sop_uid.encode()).hexdigest()[:16]
         if name[0] not in "0123":  # ~1/4 of the files have no extension
             name += ".dcm"
@@ -741,10 +743,11 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
     grid = Grid.of(img)
     if Grid.of(lab) != grid:
         raise RuntimeError(f"{p['source_case']}: image and label grids differ")
-    src = sitk.GetArrayFromImage(img).astype(np.float64)
+    src = sitk.GetArrayFromImage(img).astype(np.float32)  # int16 values: exact in float32
     mask = (sitk.GetArrayFromImage(lab) != 0).astype(np.uint8)
+    del img, lab
     stats = lesion_stats(mask, grid)
-    lesion_value = float(src[mask > 0].mean())
+    lesion_value = float(src[mask > 0].astype(np.float64).mean())
     c = stats["centroid"]
     bg = BACKGROUND[mod]
     lo_v, hi_v = VALUE_RANGE[mod]
@@ -791,12 +794,13 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
         date, s, fwd, rmap = pl["date"], pl["s"], pl["fwd"], pl["rmap"]
         tdir = pdir / date
         warped, wmask, out_frac = warp_volume(src, mask, grid, fwd, c, rmap, bg, mask_radius)
-        # FOV check: the scaled lesion's bounding ball must lie inside the grid.
-        ci = (minv @ np.r_[fwd[:3] @ np.r_[c, 1.0], 1.0])[:3]
-        rad = s * stats["r_lesion"]
+        # FOV check: every voxel corner of the exactly scaled + moved lesion must lie within the
+        # span of the voxel centres (margin in mm, along the grid axes).
+        cor = c + s * (stats["corners"] - c)
+        cor_idx = (np.c_[cor, np.ones(len(cor))] @ (minv @ fwd).T)[:, :3]
         sp = np.asarray(grid.spacing)
         size = np.asarray(grid.size)
-        fov_margin = float(np.min(np.minimum(ci * sp - rad, (size - 1 - ci) * sp - rad)))
+        fov_margin = float(np.min(np.minimum(cor_idx.min(axis=0) * sp, (size - 1 - cor_idx.max(axis=0)) * sp)))
         if fov_margin < 0:
             raise RuntimeError(f"{pid} {date}: scaled lesion leaves the field of view ({fov_margin:.1f} mm)")
         lesions = [{"label": 1, "lesion_id": "L1", "new": False, "scale": s,
@@ -835,7 +839,11 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
         sitk.WriteImage(to_sitk(wmask, grid), str(tdir / "mask.nii.gz"), useCompression=True)
         voxel_mm3 = float(np.prod(grid.spacing))
         for les in lesions:
-            les["_voxel_volume"] = int(np.count_nonzero(wmask == les["label"])) * voxel_mm3
+            # As written (informational): the same reference measurements on the written mask.
+            # They differ from the ideal truth by partial volume / slice sampling.
+            lm = (wmask == les["label"]).astype(np.uint8)
+            les["mask_volume_mm3"] = _r4(int(np.count_nonzero(lm)) * voxel_mm3)
+            les["mask_long_axis_mm"] = _r4(long_axis_mm(lm, grid))
         tps_truth.append({
             "date": date, "pre_baseline": i < base_idx, "is_baseline": i == base_idx,
             "folder": f"{pid}/{date}", "study_instance_uid": study_uid, "series_instance_uid": series_uid,
@@ -856,7 +864,7 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
     for tp in tps_truth:
         for les in tp["lesions"]:
             summary.append((pid, tp["date"], les["lesion_id"], les["scale"], les["long_axis_mm"],
-                            les["volume_mm3"], les.pop("_voxel_volume")))
+                            les["volume_mm3"], les["mask_volume_mm3"], les["mask_long_axis_mm"]))
             les.pop("_long_axis_exact")
     truth = {
         "patient_id": pid, "source_case": p["source_case"], "modality": mod, "story": p["story"],
@@ -885,6 +893,31 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` siblings left by killed runs."""
+    for p in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = p.name[len(out.name) + 2:].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that run is still alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _write_clinical_csv(path: Path) -> None:
+    """The clinical table a run config joins by patient: the treatment context of each course."""
+    lines = ["patient_id,treatment_start,radiotherapy_end,immunotherapy"]
+    for p in sorted(PATIENTS, key=lambda q: q["patient_id"]):
+        c = p["context"]
+        lines.append(f"{p['patient_id']},{c['treatment_start']},{c['radiotherapy_end'] or ''},{str(c['immunotherapy']).lower()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output directory (replaced atomically)")
@@ -895,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     data_dir = fetch_sources(sorted({p["source_case"] for p in PATIENTS}), args.cache)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -907,6 +941,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = [build_patient(p, data_dir, tmp) for p in order]
         results.sort(key=lambda r: r["patient_id"])
+        _write_clinical_csv(tmp / "clinical.csv")
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             os.replace(out, old)
@@ -918,13 +953,13 @@ def main(argv: list[str] | None = None) -> int:
         raise
     (out / ".complete").touch()
 
-    print(f"{'patient':7} {'date':10} {'lesion':6} {'scale':>5} {'long axis mm':>12} {'true vol mm3':>13} "
-          f"{'mask vol mm3':>13} {'err %':>6}")
+    print(f"{'patient':7} {'date':10} {'lesion':6} {'scale':>5} {'true LA mm':>10} {'true vol mm3':>12} "
+          f"{'mask vol mm3':>12} {'vol err':>7} {'mask LA mm':>10}")
     for r in results:
-        for pid, date, lid, s, la, v, vv in r["summary"]:
+        for pid, date, lid, s, la, v, vv, mla in r["summary"]:
             err = 100.0 * (vv - v) / v
-            print(f"{pid:7} {date:10} {lid:6} {'' if s is None else f'{s:.2f}':>5} {la:12.2f} {v:13.1f} "
-                  f"{vv:13.1f} {err:+6.1f}")
+            print(f"{pid:7} {date:10} {lid:6} {'' if s is None else f'{s:.2f}':>5} {la:10.2f} {v:12.1f} "
+                  f"{vv:12.1f} {err:+6.1f}% {mla:10.2f}")
     for r in results:
         print(f"{r['patient_id']} intended RECIST: " + ", ".join(f"{d}={x}" for d, x in r["recist"]))
         print(f"{r['patient_id']} min FOV margin of the scaled lesion: {min(f[1] for f in r['fov']):.1f} mm; "

@@ -16,12 +16,23 @@ def _mm(value: Any) -> str:
     return "" if value in (None, "") else f"{float(value):.1f}"
 
 
+def _call(row: dict[str, Any]) -> str:
+    """The call, or what the time point is when it has none (baseline, pre-baseline)."""
+    if row.get("response"):
+        return str(row["response"])
+    flags = str(row.get("flags") or "").split(";")
+    if "baseline" in flags:
+        return "baseline"
+    return "pre-baseline"
+
+
 def timeline_table(rows: Iterable[dict[str, Any]], criterion: str) -> Table:
     """Per patient and time point: date, sum, % change vs baseline and nadir, the call and its flags."""
     table = Table(title=f"Time-point responses ({criterion})", show_lines=False)
     for name, justify in (("patient", "left"), ("date", "left"), ("days", "right"), ("sum (mm)", "right"),
-                          ("vs baseline", "right"), ("vs nadir", "right"), ("response", "left"), ("flags", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+                          ("vs baseline", "right"), ("vs nadir", "right"), ("response", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("flags", overflow="fold")
     last = None
     for r in rows:
         if r["criterion"] != criterion:
@@ -33,7 +44,7 @@ def timeline_table(rows: Iterable[dict[str, Any]], criterion: str) -> Table:
             str(r["patient_id"]), str(r["date"]),
             "" if r.get("days_since_baseline") in (None, "") else str(r["days_since_baseline"]),
             _mm(r.get("sum_mm")), _pct(r.get("change_from_baseline_pct")), _pct(r.get("change_from_nadir_pct")),
-            r.get("response") or ("pre-baseline" if r.get("response") is None else ""),
-            r.get("flags") or "",
+            _call(r),
+            (r.get("flags") or "").replace(";", ", "),
         )
     return table

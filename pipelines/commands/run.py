@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,8 @@ def run(
     """Run the pipeline on a dataset: measure every lesion at every time point and assess the response."""
     from pipelines.run import print_summary, run_pipeline  # imaging libraries load only when needed
 
-    console = Console()
+    # Plain (non-TTY) output keeps full-width rows so logs and CI show the whole table.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         cfg = load_config(config, set_ or [])
     except ConfigError as exc:

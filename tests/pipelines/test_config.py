@@ -1,0 +1,79 @@
+"""Run configs: validation errors name the file, line and field; paths resolve against the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, load_config
+
+GOOD = """\
+name: t
+dataset:
+  root: data
+  mask: "{patient_id}/{study_date}/mask.nii.gz"
+output_dir: out
+criteria: [recist]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_paths_are_relative_to_the_config(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.dataset.root == (tmp_path / "data").resolve()
+    assert cfg.output_dir == (tmp_path / "out").resolve()
+    assert cfg.lesions.min_volume_mm3 == 10.0  # documented default
+
+
+def test_shipped_sample_config_is_valid():
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "sample.yaml")
+    assert cfg.criteria == ["recist"]
+
+
+def test_unknown_key_names_field_and_line(tmp_path):
+    text = GOOD.replace("  mask:", "  masks_typo: x\n  mask:")
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, text))
+    assert "c.yaml:4: dataset.masks_typo: Extra inputs are not permitted" in str(exc.value)
+
+
+def test_wrong_type_names_field_and_line(tmp_path):
+    text = GOOD + "lesions:\n  min_volume_mm3: lots\n"
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, text))
+    assert "c.yaml:8: lesions.min_volume_mm3:" in str(exc.value)
+
+
+def test_unknown_criterion_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"criteria\.0: Input should be 'recist'"):
+        load_config(_write(tmp_path, GOOD.replace("[recist]", "[recist9]")))
+
+
+def test_missing_required_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset\.mask: Field required"):
+        load_config(_write(tmp_path, GOOD.replace('  mask: "{patient_id}/{study_date}/mask.nii.gz"\n', "")))
+
+
+def test_bad_template_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset\.mask: .*only \{patient_id\} and \{study_date\}"):
+        load_config(_write(tmp_path, GOOD.replace("{patient_id}/{study_date}", "{patient}/{study_date}")))
+
+
+def test_set_overrides_by_dotted_path(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD), ["output_dir=/tmp/elsewhere", "lesions.min_volume_mm3=0.5", "criteria=[recist, irecist]"])
+    assert cfg.output_dir == Path("/tmp/elsewhere")
+    assert cfg.lesions.min_volume_mm3 == 0.5
+    assert cfg.criteria == ["recist", "irecist"]
+    with pytest.raises(ConfigError, match="lesions.nonsense: Extra inputs"):
+        load_config(_write(tmp_path, GOOD), ["lesions.nonsense=1"])
+
+
+def test_not_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "dataset: [unclosed\n"))
