@@ -62,6 +62,15 @@ class LesionConfig(_Strict):
     default_organ: str = "unknown"
 
 
+class ExecutorConfig(_Strict):
+    """Where tasks run: ``local`` worker processes (``workers`` = cores by default; 1 runs in-process)
+    or a ``dask`` cluster (``address`` of a scheduler, or a LocalCluster of ``workers`` when absent)."""
+
+    kind: Literal["local", "dask"] = "local"
+    workers: int | None = Field(default=None, ge=1)
+    address: str | None = None
+
+
 class RunConfig(_Strict):
     """One run: a dataset, how lesions are read, which criteria to assess, where outputs go."""
 
@@ -70,6 +79,8 @@ class RunConfig(_Strict):
     output_dir: Path = Path("out")
     lesions: LesionConfig = LesionConfig()
     criteria: list[CriterionName] = Field(default_factory=lambda: ["recist"], min_length=1)
+    executor: ExecutorConfig = ExecutorConfig()
+    cache: bool = Field(default=True, description="reuse stage results whose inputs, settings and code are unchanged")
 
     def resolved(self, base_dir: Path) -> RunConfig:
         """The same config with every relative path made absolute against ``base_dir``."""

@@ -44,3 +44,21 @@ def write_csv_atomic(path: Path, rows: Iterable[dict[str, Any]], columns: Sequen
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_parquet_atomic(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Parquet with the same columns as the CSV (pyarrow infers the types)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows],
+                                 schema=None) if rows else pa.table({k: pa.array([], pa.string()) for k in columns})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,28 +1,41 @@
-"""`run`: discover -> load -> measure -> course -> assess -> outputs, one patient at a time.
+"""`run`: discover -> measure every time point (tasks, cached, on an executor) -> course -> assess -> outputs.
 
-One failing time point or patient is recorded with its reason and the run goes on.
+One failing time point or patient is recorded with its reason and the run goes
+on. Every task's state is in the ledger; results are cached by content, so a
+rerun, or a run resumed after being killed, recomputes only what is missing
+and ends with the same result files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
+import platform
+import sys
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imaging.report import timeline_table
 from imaging.response import CourseError, assess, course_from_dict
+from pipelines.cache import code_version
 from pipelines.config import RunConfig
 from pipelines.course_builder import FailedTimepoint, build_course
-from pipelines.discover import discover, load_clinical, load_lesion_metadata
-from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic
-from pipelines.stages import MeasuredTimepoint, StageError, measure_timepoint
+from pipelines.discover import TimepointSource, discover, load_clinical, load_lesion_metadata
+from pipelines.executor import make_executor
+from pipelines.ledger import Ledger
+from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from pipelines.stages import MeasuredTimepoint, StageError, measured_from_dict
+from pipelines.tasks import measure_job
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tumor_response.run")
 
 LESION_COLUMNS = (
     "patient_id", "date", "lesion_id", "label", "organ", "nodal", "status", "n_voxels", "volume_mm3",
@@ -36,6 +49,8 @@ RESPONSE_COLUMNS = (
 )
 BEST_COLUMNS = ("patient_id", "criterion", "response", "date", "reason")
 FAILURE_COLUMNS = ("patient_id", "date", "stage", "reason")
+_PROVENANCE_PACKAGES = ("tumor-response", "numpy", "scipy", "SimpleITK", "pydicom", "nibabel", "scikit-image",
+                        "pyradiomics-bhklab", "pydantic", "dask", "distributed", "pyarrow")
 
 
 @dataclass
@@ -43,114 +58,207 @@ class RunSummary:
     output_dir: Path
     n_patients: int = 0
     n_timepoints: int = 0
+    n_cached: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     lesion_rows: list[dict[str, Any]] = field(default_factory=list)
     response_rows: list[dict[str, Any]] = field(default_factory=list)
     best_rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    task_seconds: float = 0.0
 
 
 def _fmt(value: Any, ndigits: int = 2) -> Any:
     return round(value, ndigits) if isinstance(value, float) else value
 
 
+def _config_hash(config: RunConfig) -> str:
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _attach_log_file(out: Path) -> logging.Handler:
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def _measure_all(
+    config: RunConfig, sources: list[TimepointSource], ledger: Ledger, console: Console, summary: RunSummary
+) -> dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint]:
+    cache_root = config.output_dir / "cache" if config.cache else None
+    jobs = []
+    for tp in sources:
+        task_id = f"measure:{tp.patient_id}:{tp.study_date.isoformat()}"
+        ledger.register(task_id, "measure", tp.patient_id, tp.study_date.isoformat(), None)
+        ledger.running(task_id)
+        jobs.append(((task_id, tp), measure_job, (tp, config.lesions, cache_root)))
+
+    results: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint] = {}
+    show_bar = console.is_terminal
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=not show_bar)
+    with progress, make_executor(config.executor) as executor:
+        bar = progress.add_task("measure", total=len(jobs))
+        for (task_id, tp), outcome in executor.run(jobs):
+            key = (tp.patient_id, tp.study_date)
+            if isinstance(outcome, BaseException):
+                reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
+                ledger.failed(task_id, 0.0, reason)
+                summary.failures.append({"patient_id": tp.patient_id, "date": tp.study_date.isoformat(),
+                                         "stage": "measure", "reason": reason})
+                results[key] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
+                log.error("%s failed: %s", task_id, reason)
+            else:
+                ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
+                summary.task_seconds += outcome["seconds"]
+                summary.n_cached += int(outcome["cached"])
+                results[key] = measured_from_dict(outcome["result"])
+                log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
+            progress.advance(bar)
+            if not show_bar:
+                console.log(f"{task_id}: " + ("failed" if isinstance(outcome, BaseException) else
+                                              "cached" if outcome["cached"] else "done"))
+    return results
+
+
 def run_pipeline(config: RunConfig, console: Console | None = None) -> RunSummary:
     """Run ``config`` end to end and write its outputs under ``config.output_dir``."""
     console = console or Console(stderr=True)
+    started_wall = dt.datetime.now(dt.timezone.utc)
     started = time.perf_counter()
     out = config.output_dir
+    handler = _attach_log_file(out)
+    ledger = Ledger(out / "ledger.sqlite")
+    run_id = ledger.start_run(_config_hash(config))
     summary = RunSummary(output_dir=out)
-    found = discover(config.dataset)
-    summary.notes.extend(found.problems)
-    if found.skipped_files:
-        summary.notes.append(f"{len(found.skipped_files)} file(s) under the dataset root are not image DICOM and were skipped")
-    clinical = load_clinical(config.dataset.clinical)
-
-    for patient_id, sources in found.patients.items():
-        summary.n_patients += 1
-        console.log(f"patient {patient_id}: {len(sources)} scan(s)")
-        measured: list[MeasuredTimepoint | FailedTimepoint] = []
-        for tp in sources:
-            summary.n_timepoints += 1
-            try:
-                measured.append(measure_timepoint(tp, config.lesions))
-            except StageError as exc:
-                reason = str(exc)
-                summary.failures.append({"patient_id": patient_id, "date": tp.study_date.isoformat(), "stage": "measure", "reason": reason})
-                console.log(f"[red]failed[/red] {reason}")
-                measured.append(FailedTimepoint(patient_id, tp.study_date, reason))
-        try:
-            meta_path = (
-                config.dataset.root / config.dataset.lesion_metadata.format(patient_id=patient_id, study_date="")
-                if config.dataset.lesion_metadata else None
+    try:
+        found = discover(config.dataset)
+        summary.notes.extend(found.problems)
+        if found.skipped_files:
+            summary.notes.append(
+                f"{len(found.skipped_files)} file(s) under the dataset root are not image DICOM and were skipped"
             )
-            metadata = load_lesion_metadata(meta_path)
-            course_dict, rows, note = build_course(
-                patient_id, measured, clinical.get(patient_id), metadata, config.lesions.default_organ
-            )
-            summary.lesion_rows.extend(rows)
-            if note:
-                summary.notes.append(f"patient {patient_id}: {note}")
-            write_json_atomic(out / "courses" / f"{safe_name(patient_id)}.json", course_dict)
-            course = course_from_dict(course_dict, source=f"patient {patient_id} (built from measurements)")
-            for criterion in config.criteria:
-                assessment = assess(course, criterion)
-                for t in assessment.timepoints:
-                    summary.response_rows.append(
-                        {
-                            "patient_id": patient_id,
-                            "date": t.date.isoformat(),
-                            "criterion": criterion,
-                            "response": t.response,
-                            "flags": ";".join(t.flags),
-                            "reason": t.reason,
-                            "sum_mm": _fmt(t.sum_mm),
-                            "sum_products_mm2": _fmt(getattr(t, "sum_products_mm2", None)),
-                            "sum_volume_mm3": _fmt(getattr(t, "sum_volume_mm3", None)),
-                            "change_from_baseline_pct": _fmt(t.change_from_baseline_pct, 1),
-                            "change_from_nadir_pct": _fmt(t.change_from_nadir_pct, 1),
-                            "days_since_baseline": t.days_since_baseline,
-                        }
-                    )
-                bor = assessment.best_overall_response
-                summary.best_rows.append(
-                    {
-                        "patient_id": patient_id,
-                        "criterion": criterion,
-                        "response": bor.response,
-                        "date": bor.date.isoformat() if isinstance(bor.date, dt.date) else bor.date,
-                        "reason": bor.reason,
-                    }
-                )
-        except (ValueError, CourseError) as exc:
-            summary.failures.append({"patient_id": patient_id, "date": "", "stage": "assess", "reason": str(exc)})
-            console.log(f"[red]failed[/red] patient {patient_id}: {exc}")
+        clinical = load_clinical(config.dataset.clinical)
+        sources = [tp for tps in found.patients.values() for tp in tps]
+        summary.n_patients = len(found.patients)
+        summary.n_timepoints = len(sources)
+        measured = _measure_all(config, sources, ledger, console, summary)
 
-    write_csv_atomic(out / "lesions.csv", summary.lesion_rows, LESION_COLUMNS)
-    write_csv_atomic(out / "responses.csv", summary.response_rows, RESPONSE_COLUMNS)
-    write_csv_atomic(out / "best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
-    write_csv_atomic(out / "failures.csv", summary.failures, FAILURE_COLUMNS)
-    summary.seconds = time.perf_counter() - started
-    write_json_atomic(
-        out / "summary.json",
-        {
-            "name": config.name,
-            "patients": summary.n_patients,
-            "timepoints": summary.n_timepoints,
-            "failed": len(summary.failures),
-            "notes": summary.notes,
-            "criteria": list(config.criteria),
-            "seconds": round(summary.seconds, 2),
-        },
-    )
+        for patient_id in sorted(found.patients):
+            _assess_patient(config, patient_id, found.patients[patient_id], measured, clinical, ledger, summary)
+        summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
+
+        write_csv_atomic(out / "lesions.csv", summary.lesion_rows, LESION_COLUMNS)
+        write_parquet_atomic(out / "lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
+        write_csv_atomic(out / "responses.csv", summary.response_rows, RESPONSE_COLUMNS)
+        write_csv_atomic(out / "best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
+        write_csv_atomic(out / "failures.csv", summary.failures, FAILURE_COLUMNS)
+        write_json_atomic(
+            out / "summary.json",
+            {"name": config.name, "patients": summary.n_patients, "timepoints": summary.n_timepoints,
+             "failed": len(summary.failures), "criteria": list(config.criteria), "notes": summary.notes},
+        )
+        summary.seconds = time.perf_counter() - started
+        write_json_atomic(out / "provenance.json", _provenance(config, started_wall, summary))
+        ledger.finish_run(run_id, len(summary.failures))
+    finally:
+        ledger.close()
+        logging.getLogger().removeHandler(handler)
+        handler.close()
     return summary
+
+
+def _assess_patient(
+    config: RunConfig,
+    patient_id: str,
+    sources: list[TimepointSource],
+    measured: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint],
+    clinical: dict,
+    ledger: Ledger,
+    summary: RunSummary,
+) -> None:
+    task_id = f"assess:{patient_id}"
+    ledger.register(task_id, "assess", patient_id, None, None)
+    ledger.running(task_id)
+    t0 = time.perf_counter()
+    try:
+        meta_path = (
+            config.dataset.root / config.dataset.lesion_metadata.format(patient_id=patient_id, study_date="")
+            if config.dataset.lesion_metadata else None
+        )
+        metadata = load_lesion_metadata(meta_path)
+        tps = [measured[(patient_id, tp.study_date)] for tp in sources]
+        course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata,
+                                               config.lesions.default_organ)
+        if note:
+            summary.notes.append(f"patient {patient_id}: {note}")
+        write_json_atomic(config.output_dir / "courses" / f"{safe_name(patient_id)}.json", course_dict)
+        course = course_from_dict(course_dict, source=f"patient {patient_id} (built from measurements)")
+        response_rows, best_rows = [], []
+        for criterion in config.criteria:
+            assessment = assess(course, criterion)
+            for t in assessment.timepoints:
+                response_rows.append({
+                    "patient_id": patient_id, "date": t.date.isoformat(), "criterion": criterion,
+                    "response": t.response, "flags": ";".join(t.flags), "reason": t.reason,
+                    "sum_mm": _fmt(t.sum_mm), "sum_products_mm2": _fmt(t.sum_products_mm2),
+                    "sum_volume_mm3": _fmt(t.sum_volume_mm3),
+                    "change_from_baseline_pct": _fmt(t.change_from_baseline_pct, 1),
+                    "change_from_nadir_pct": _fmt(t.change_from_nadir_pct, 1),
+                    "days_since_baseline": t.days_since_baseline,
+                })
+            bor = assessment.best_overall_response
+            best_rows.append({
+                "patient_id": patient_id, "criterion": criterion, "response": bor.response,
+                "date": bor.date.isoformat() if isinstance(bor.date, dt.date) else bor.date, "reason": bor.reason,
+            })
+    except (ValueError, CourseError) as exc:
+        ledger.failed(task_id, time.perf_counter() - t0, str(exc))
+        summary.failures.append({"patient_id": patient_id, "date": "", "stage": "assess", "reason": str(exc)})
+        log.error("%s failed: %s", task_id, exc)
+        return
+    summary.lesion_rows.extend(rows)
+    summary.response_rows.extend(response_rows)
+    summary.best_rows.extend(best_rows)
+    ledger.done(task_id, time.perf_counter() - t0)
+
+
+def _provenance(config: RunConfig, started: dt.datetime, summary: RunSummary) -> dict[str, Any]:
+    versions = {}
+    for name in _PROVENANCE_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "config": json.loads(config.model_dump_json()),
+        "config_hash": _config_hash(config),
+        "code_version": code_version(),
+        "packages": versions,
+        "python": sys.version.split()[0],
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(summary.seconds, 3),
+        "task_seconds": round(summary.task_seconds, 3),
+        "tasks_from_cache": summary.n_cached,
+    }
 
 
 def print_summary(summary: RunSummary, config: RunConfig, console: Console) -> None:
     """The per-patient, per-time-point table of each criterion, then what failed and where the files are."""
     for criterion in config.criteria:
         console.print(timeline_table(summary.response_rows, criterion))
+        for b in summary.best_rows:
+            if b["criterion"] == criterion:
+                console.print(f"  best overall response {b['patient_id']} ({criterion}): [bold]{b['response']}[/bold]"
+                              f" - {b['reason']}")
     for note in summary.notes:
         console.print(f"[yellow]note[/yellow] {note}")
     if summary.failures:
@@ -158,7 +266,6 @@ def print_summary(summary: RunSummary, config: RunConfig, console: Console) -> N
         for f in summary.failures:
             console.print(f"  {f['patient_id']} {f['date']} [{f['stage']}] {f['reason']}")
     console.print(
-        f"{summary.n_patients} patient(s), {summary.n_timepoints} time point(s), {len(summary.failures)} failed, "
-        f"{summary.seconds:.1f} s. Results in {summary.output_dir}/ (lesions.csv, responses.csv, "
-        "best_overall_response.csv, failures.csv, summary.json, courses/)"
+        f"{summary.n_patients} patient(s), {summary.n_timepoints} time point(s) ({summary.n_cached} from cache), "
+        f"{len(summary.failures)} failed, {summary.seconds:.1f} s. Results in {summary.output_dir}/"
     )

@@ -6,7 +6,7 @@ No image maths here: this module only calls :mod:`imaging`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from imaging.io import Geometry, load_label_map, load_series
 from imaging.io.errors import ImagingError
@@ -67,4 +67,45 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
         slice_thickness_mm=float(thickness),
         geometry=geometry,
         lesions=tuple(measure_lesions(labels)),
+    )
+
+
+def _tuplify(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def measured_to_dict(m: MeasuredTimepoint) -> dict:
+    """JSON-able form of a measured time point (for the cache and for worker processes)."""
+    return {
+        "patient_id": m.patient_id,
+        "study_date": m.study_date.isoformat(),
+        "study_uid": m.study_uid,
+        "series_uid": m.series_uid,
+        "modality": m.modality,
+        "slice_thickness_mm": m.slice_thickness_mm,
+        "geometry": m.geometry.to_dict(),
+        "lesions": [lesion.to_dict() for lesion in m.lesions],
+    }
+
+
+def measured_from_dict(d: dict) -> MeasuredTimepoint:
+    g = d["geometry"]
+    names = {f.name for f in fields(LesionMeasurement)}
+    lesions = tuple(
+        LesionMeasurement(**{k: _tuplify(v) for k, v in lesion.items() if k in names}) for lesion in d["lesions"]
+    )
+    return MeasuredTimepoint(
+        patient_id=d["patient_id"],
+        study_date=dt.date.fromisoformat(d["study_date"]),
+        study_uid=d["study_uid"],
+        series_uid=d["series_uid"],
+        modality=d["modality"],
+        slice_thickness_mm=float(d["slice_thickness_mm"]),
+        geometry=Geometry(
+            size=tuple(g["size"]), spacing_mm=tuple(g["spacing_mm"]), origin_lps=tuple(g["origin_lps"]),
+            direction=tuple(g["direction"]),
+        ),
+        lesions=lesions,
     )

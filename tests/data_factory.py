@@ -135,3 +135,48 @@ def ellipsoid_labels(
         v = -dx * np.sin(t) + dy * np.cos(t)
         out[(u / a) ** 2 + (v / b) ** 2 + (dz / c) ** 2 <= 1.0] = label
     return make_image(out, spacing_xyz, origin_lps, direction)
+
+
+def write_mini_archive(root: Path, *, n_patients: int = 2, spacing=(0.8, 0.8, 2.5), size=(64, 64, 16)) -> Path:
+    """A small DICOM archive of ``n_patients`` x 3 time points with one ellipsoidal lesion each.
+
+    Layout as the sample data: ``<root>/<patient>/<date>/dicom/``, ``mask.nii.gz`` (label 1 = L1),
+    ``<patient>/lesions.json``, ``clinical.csv``, and ``config.yaml`` pointing at it (returned).
+    Patient k's lesion has a 12 mm baseline long axis and a scale course (1.0, 0.6, 0.5) for even k
+    (response) and (1.0, 1.5, 1.8) for odd k (progression).
+    """
+    import json as _json
+
+    from imaging.io import save_nifti
+
+    dates = [dt.date(2024, 1, 2), dt.date(2024, 2, 20), dt.date(2024, 4, 10)]
+    clinical = ["patient_id,treatment_start,radiotherapy_end,immunotherapy"]
+    nx, ny, nz = size
+    for k in range(n_patients):
+        pid = f"MINI{k + 1:02d}"
+        scales = (1.0, 0.6, 0.5) if k % 2 == 0 else (1.0, 1.5, 1.8)
+        clinical.append(f"{pid},2024-01-05,,false")
+        for d, s in zip(dates, scales):
+            folder = root / pid / d.isoformat()
+            labels = ellipsoid_labels(size, spacing, np.eye(3), [(1, (nx / 2, ny / 2, nz // 2), (6.0 * s, 4.0 * s, 5.0 * s), 20.0)],
+                                      origin_lps=(-25.0, -25.0, -20.0))
+            mask = sitk.GetArrayFromImage(labels)
+            hu = np.where(mask > 0, 40, -800).astype(np.int16)
+            write_series(folder / "dicom", hu, spacing, (-25.0, -25.0, -20.0), np.eye(3), study_date=d, patient_id=pid,
+                         seed=k * 10 + d.month)
+            save_nifti(labels, folder / "mask.nii.gz")
+        (root / pid / "lesions.json").write_text(_json.dumps({"1": {"lesion_id": "L1", "organ": "lung", "nodal": False}}))
+    (root / "clinical.csv").write_text("\n".join(clinical) + "\n")
+    config = root / "config.yaml"
+    config.write_text(
+        "name: mini\n"
+        "dataset:\n"
+        "  root: .\n"
+        '  mask: "{patient_id}/{study_date}/mask.nii.gz"\n'
+        '  lesion_metadata: "{patient_id}/lesions.json"\n'
+        "  clinical: clinical.csv\n"
+        "output_dir: out\n"
+        "criteria: [recist]\n"
+        "executor: {kind: local, workers: 1}\n"
+    )
+    return config

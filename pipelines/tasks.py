@@ -1,0 +1,46 @@
+"""Task functions run by the executors (module level, picklable arguments, JSON-able results).
+
+A measure task hashes its inputs, looks the result up in the cache, and only
+computes on a miss; hashing happens in the worker, so it is parallel too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.cache import ResultCache, code_version, files_digest, make_key
+from pipelines.config import LesionConfig
+from pipelines.discover import TimepointSource
+from pipelines.stages import measure_timepoint, measured_to_dict
+
+MEASURE_STAGE_VERSION = 1
+#: What the measure stage runs: a change in these invalidates its cache entries.
+MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pipelines.stages", "pipelines.discover")
+
+
+def measure_key(tp: TimepointSource, lesions: LesionConfig) -> str:
+    inputs = list(tp.series.files) if tp.series is not None else []
+    if tp.mask_path.is_file():
+        inputs.append(tp.mask_path)
+    return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), lesions.model_dump(), code_version(*MEASURE_CODE))
+
+
+def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | None) -> dict[str, Any]:
+    """Measure one time point, through the cache when ``cache_root`` is given.
+
+    Returns ``{"result": <measured time point dict>, "cached": bool, "seconds": float, "key": str | None}``;
+    raises :class:`pipelines.stages.StageError` for bad input.
+    """
+    started = time.perf_counter()
+    key = None
+    if cache_root is not None:
+        key = measure_key(tp, lesions)
+        hit = ResultCache(cache_root).get(key)
+        if hit is not None:
+            return {"result": hit, "cached": True, "seconds": time.perf_counter() - started, "key": key}
+    result = measured_to_dict(measure_timepoint(tp, lesions))
+    if cache_root is not None and key is not None:
+        ResultCache(cache_root).put(key, result)
+    return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "key": key}

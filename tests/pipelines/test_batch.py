@@ -1,0 +1,118 @@
+"""Batch behaviour: failures isolated, cache reuse, resume after SIGKILL, local and dask executors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from tests.data_factory import write_mini_archive
+
+RESULT_FILES = ("lesions.csv", "lesions.parquet", "responses.csv", "best_overall_response.csv", "failures.csv",
+                "summary.json", "courses/MINI01.json", "courses/MINI02.json")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    return write_mini_archive(tmp_path_factory.mktemp("archive"))
+
+
+def _run(config: Path, out: Path, *extra: str):
+    return CliRunner().invoke(app, ["run", str(config), "--set", f"output_dir={out}", *extra])
+
+
+def _results(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in RESULT_FILES}
+
+
+@pytest.fixture(scope="module")
+def reference(archive: Path, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("ref")
+    result = _run(archive, out)
+    assert result.exit_code == 0, result.output
+    return _results(out)
+
+
+def test_reference_run_calls(reference):
+    rows = list(csv.DictReader(reference["responses.csv"].decode().splitlines()))
+    calls = {(r["patient_id"], r["date"]): r["response"] for r in rows}
+    # MINI01: 12 mm -> 7.2 mm (-40%) PR; MINI02: 12 -> 18 mm (+50%, +6 mm) PD
+    assert calls[("MINI01", "2024-02-20")] == "PR"
+    assert calls[("MINI02", "2024-02-20")] == "PD"
+
+
+def test_rerun_reuses_the_cache_and_recomputes_what_changed(archive, tmp_path):
+    out = tmp_path / "out"
+    assert _run(archive, out).exit_code == 0
+    again = _run(archive, out)
+    assert "(6 from cache)" in again.output
+    # a changed setting of the measure stage recomputes every time point
+    changed = _run(archive, out, "--set", "lesions.min_volume_mm3=5")
+    assert "(0 from cache)" in changed.output
+
+
+def test_one_bad_timepoint_does_not_stop_the_batch(archive, tmp_path):
+    import shutil
+
+    broken = tmp_path / "archive"
+    shutil.copytree(archive.parent, broken)
+    (broken / "MINI02" / "2024-02-20" / "mask.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    result = _run(broken / "config.yaml", out)
+    assert result.exit_code == 1  # something failed, and the summary says so
+    assert "1 failed" in result.output
+    failures = list(csv.DictReader((out / "failures.csv").open()))
+    assert len(failures) == 1
+    assert failures[0]["patient_id"] == "MINI02" and failures[0]["date"] == "2024-02-20"
+    assert "mask.nii.gz" in failures[0]["reason"]
+    rows = list(csv.DictReader((out / "responses.csv").open()))
+    calls = {(r["patient_id"], r["date"]): r["response"] for r in rows}
+    assert calls[("MINI01", "2024-02-20")] == "PR"  # the other patient is complete
+    assert calls[("MINI02", "2024-02-20")] == "NE"  # the unreadable scan is not evaluated
+    assert calls[("MINI02", "2024-04-10")] == "PD"  # and the patient's next scan still assessed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_moment_then_resume_gives_identical_results(archive, reference, tmp_path, seed):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", str(archive), "--set", f"output_dir={out}",
+           "--set", "executor.workers=2"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    probe = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+    full = time.perf_counter() - t0
+    assert probe.returncode == 0, probe.stderr.decode()[-2000:]
+    import shutil
+
+    shutil.rmtree(out)
+    delay = random.Random(seed).uniform(0.1, full)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    resumed = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    assert _results(out) == reference
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_two_local_workers_give_the_same_results(archive, reference, tmp_path):
+    out = tmp_path / "out"
+    assert _run(archive, out, "--set", "executor.workers=2").exit_code == 0
+    assert _results(out) == reference
+
+
+def test_dask_local_cluster_gives_the_same_results(archive, reference, tmp_path):
+    out = tmp_path / "out"
+    result = _run(archive, out, "--set", "executor.kind=dask", "--set", "executor.workers=2", "--set", "cache=false")
+    assert result.exit_code == 0, result.output
+    assert _results(out) == reference
