@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 #: Criterion names as on the command line (../shared/course-format.md).
 CriterionName = Literal["recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc"]
@@ -29,31 +29,61 @@ class _Strict(BaseModel):
 class DatasetConfig(_Strict):
     """Where the scans, masks and clinical data are.
 
-    Templates are relative to ``root`` and may use ``{patient_id}`` and
-    ``{study_date}`` (ISO, YYYY-MM-DD).
+    ``kind: dicom``: the root is crawled (headers only) and each (patient, study)
+    holding one image series of ``modality`` is a time point; templates may use
+    ``{patient_id}`` and ``{study_date}`` (ISO, YYYY-MM-DD).
+
+    ``kind: nifti``: one folder per time point, ``timepoints`` gives their layout
+    below the root (default ``{patient_id}/{timepoint}``, e.g.
+    ``Patient-001/week-000``); ``image`` and ``mask`` are file names (templates)
+    inside it; the date of each time point comes from ``visits``.
+
+    Templates are relative to ``root`` (``image``/``mask`` of a NIfTI dataset:
+    relative to the time point's folder).
     """
 
-    kind: Literal["dicom"] = "dicom"
+    kind: Literal["dicom", "nifti"] = "dicom"
     root: Path
     mask: str = Field(description="template of the label-map path of one time point")
+    image: str | None = Field(default=None, description="nifti: template of the image file in a time point's folder")
+    timepoints: str = Field(default="{patient_id}/{timepoint}", description="nifti: layout of the time point folders")
     lesion_metadata: str | None = Field(
         default=None, description="template of a per-patient JSON sidecar: label -> {lesion_id, organ, nodal}"
     )
     clinical: Path | None = Field(
-        default=None, description="CSV with patient_id, treatment_start, radiotherapy_end, immunotherapy"
+        default=None, description="CSV, one row per patient: patient_id, treatment_start, radiotherapy_end, immunotherapy"
     )
-    modality: list[str] = Field(default_factory=lambda: ["CT", "MR"], description="image series to use")
+    visits: Path | None = Field(
+        default=None,
+        description="CSV, one row per scan: patient_id, date, [timepoint], and optional clinical columns "
+        "steroid_dose_mg, clinically_stable, t2_flair, outside_radiation_field, histologic_confirmation",
+    )
+    modality: list[str] = Field(default_factory=lambda: ["CT", "MR"], description="dicom: image series to use")
 
-    @field_validator("mask", "lesion_metadata")
+    @field_validator("mask", "lesion_metadata", "image")
     @classmethod
     def _template_fields(cls, value: str | None) -> str | None:
         if value is None:
             return value
         try:
-            value.format(patient_id="x", study_date="x")
+            value.format(patient_id="x", study_date="x", timepoint="x")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"template may use only {{patient_id}} and {{study_date}} ({exc})") from exc
+            raise ValueError(f"template may use only {{patient_id}}, {{study_date}} and {{timepoint}} ({exc})") from exc
         return value
+
+    @field_validator("timepoints")
+    @classmethod
+    def _layout(cls, value: str) -> str:
+        parts = Path(value).parts
+        if "{patient_id}" not in parts or "{timepoint}" not in parts:
+            raise ValueError("layout must have a {patient_id} folder and a {timepoint} folder, e.g. {patient_id}/{timepoint}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> DatasetConfig:
+        if self.kind == "nifti" and (self.image is None or self.visits is None):
+            raise ValueError("a nifti dataset needs `image` (file name in each time point folder) and `visits` (the dates)")
+        return self
 
 
 class LesionConfig(_Strict):
@@ -91,7 +121,8 @@ class RunConfig(_Strict):
             return p if p.is_absolute() else (base_dir / p).resolve()
 
         dataset = self.dataset.model_copy(
-            update={"root": absolute(self.dataset.root), "clinical": absolute(self.dataset.clinical)}
+            update={"root": absolute(self.dataset.root), "clinical": absolute(self.dataset.clinical),
+                    "visits": absolute(self.dataset.visits)}
         )
         return self.model_copy(update={"dataset": dataset, "output_dir": absolute(self.output_dir)})
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imaging.measurement import LesionMeasurement
-from pipelines.discover import ClinicalContext, LesionInfo
+from pipelines.discover import ClinicalContext, LesionInfo, Visit
 from pipelines.stages import MeasuredTimepoint
 
 #: RECIST 1.1 sec. 3.1: measurable if >= 10 mm, or >= 2x the slice thickness when slices are thicker than 5 mm.
@@ -50,6 +50,7 @@ def build_course(
     context: ClinicalContext | None,
     metadata: dict[int, LesionInfo],
     default_organ: str = "unknown",
+    visits: list[Visit] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
     """Course (as the contract's dict), one lesion row per lesion x time point, and a note on the baseline.
 
@@ -73,10 +74,13 @@ def build_course(
     def info(label: int) -> LesionInfo:
         return metadata.get(label) or LesionInfo(lesion_id=f"L{label}", organ=default_organ)
 
+    clinical_by_date = {v.date: v.clinical.model_dump(exclude_none=True) for v in visits or []}
     course_tps: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for i, tp in enumerate(timepoints):
         entry: dict[str, Any] = {"date": tp.study_date.isoformat(), "target": [], "non_target": [], "new_lesions": []}
+        if clinical_by_date.get(tp.study_date):
+            entry["clinical"] = clinical_by_date[tp.study_date]
         if isinstance(tp, FailedTimepoint):
             for label in baseline_labels:
                 li = info(label)

@@ -7,9 +7,10 @@ import datetime as dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imaging.io import SeriesInfo, group_series, scan_archive
 from pipelines.config import DatasetConfig
@@ -25,6 +26,8 @@ class TimepointSource:
     series: SeriesInfo | None
     mask_path: Path
     problem: str | None = None  # set when the time point cannot be used (e.g. several candidate series)
+    image_path: Path | None = None  # a NIfTI/NRRD volume instead of a DICOM series
+    timepoint: str | None = None  # the time point's folder name in a NIfTI dataset
 
 
 @dataclass
@@ -52,7 +55,93 @@ class ClinicalContext(BaseModel):
     immunotherapy: bool = False
 
 
+class VisitClinical(BaseModel):
+    """Clinical data of one scan (course-format.md ``clinical``), from the visits CSV."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    steroid_dose_mg: float | None = Field(default=None, ge=0)
+    clinically_stable: bool | None = None
+    t2_flair: Literal["stable", "increased"] | None = None
+    outside_radiation_field: bool | None = None
+    histologic_confirmation: bool | None = None
+
+
+@dataclass(frozen=True)
+class Visit:
+    patient_id: str
+    date: dt.date
+    timepoint: str | None
+    clinical: VisitClinical
+
+
+def load_visits(path: Path | None) -> dict[str, list[Visit]]:
+    """Read the visits CSV: one row per scan, ``patient_id``, ``date``, optional ``timepoint`` and clinical columns."""
+    if path is None:
+        return {}
+    out: dict[str, list[Visit]] = {}
+    try:
+        with path.open(newline="") as fh:
+            for line_no, row in enumerate(csv.DictReader(fh), start=2):
+                row = {k: (v.strip() if v and v.strip() else None) for k, v in row.items() if k}
+                pid, date, tp = row.pop("patient_id", None), row.pop("date", None), row.pop("timepoint", None)
+                if not pid:
+                    raise ValueError(f"{path}:{line_no}: patient_id is empty")
+                try:
+                    when = dt.date.fromisoformat(date or "")
+                except ValueError:
+                    raise ValueError(f"{path}:{line_no}: date: expected YYYY-MM-DD, got {date!r}") from None
+                try:
+                    clinical = VisitClinical.model_validate({k: v for k, v in row.items() if v is not None})
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    field_name = ".".join(str(x) for x in err["loc"])
+                    raise ValueError(f"{path}:{line_no}: {field_name}: {err['msg']}") from None
+                out.setdefault(pid, []).append(Visit(pid, when, tp, clinical))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read visits CSV ({exc.strerror or exc})") from exc
+    return out
+
+
 def discover(dataset: DatasetConfig) -> Discovery:
+    """Find every patient's time points: a DICOM crawl, or a NIfTI folder layout (by ``dataset.kind``)."""
+    if dataset.kind == "nifti":
+        return _discover_nifti(dataset)
+    return _discover_dicom(dataset)
+
+
+def _discover_nifti(dataset: DatasetConfig) -> Discovery:
+    """One time point per folder matching ``dataset.timepoints``; dates from the visits CSV."""
+    found = Discovery()
+    visits = load_visits(dataset.visits)
+    dates = {(v.patient_id, v.timepoint): v.date for vs in visits.values() for v in vs if v.timepoint}
+    parts = Path(dataset.timepoints).parts
+    pattern = "/".join("*" if "{" in p else p for p in parts)
+    i_pid, i_tp = parts.index("{patient_id}"), parts.index("{timepoint}")
+    for folder in sorted(p for p in dataset.root.glob(pattern) if p.is_dir()):
+        rel = folder.relative_to(dataset.root).parts
+        patient_id, timepoint = rel[i_pid], rel[i_tp]
+        date = dates.get((patient_id, timepoint))
+        if date is None:
+            found.problems.append(f"{folder}: no date for patient {patient_id}, time point {timepoint} in {dataset.visits}; left out")
+            continue
+        fields = {"patient_id": patient_id, "timepoint": timepoint, "study_date": date.isoformat()}
+        assert dataset.image is not None
+        found.patients.setdefault(patient_id, []).append(
+            TimepointSource(
+                patient_id=patient_id, study_date=date, study_uid=f"{patient_id}/{timepoint}", series=None,
+                mask_path=folder / dataset.mask.format(**fields), image_path=folder / dataset.image.format(**fields),
+                timepoint=timepoint,
+            )
+        )
+    for tps in found.patients.values():
+        tps.sort(key=lambda t: t.study_date)
+        for a, b in zip(tps, tps[1:]):
+            if a.study_date == b.study_date:
+                found.problems.append(f"patient {a.patient_id}: time points {a.timepoint} and {b.timepoint} share the date {a.study_date}")
+    return found
+
+
+def _discover_dicom(dataset: DatasetConfig) -> Discovery:
     """Crawl ``dataset.root``; one time point per (patient, study) holding one image series of the wanted modality."""
     scan = scan_archive(dataset.root)
     found = Discovery(skipped_files=list(scan.skipped))
@@ -67,7 +156,9 @@ def discover(dataset: DatasetConfig) -> Discovery:
         if first.study_date is None:
             found.problems.append(f"patient {patient_id}, study {study_uid}: no StudyDate; study left out")
             continue
-        mask_path = dataset.root / dataset.mask.format(patient_id=patient_id, study_date=first.study_date.isoformat())
+        mask_path = dataset.root / dataset.mask.format(
+            patient_id=patient_id, study_date=first.study_date.isoformat(), timepoint=first.study_date.isoformat()
+        )
         problem = None
         series: SeriesInfo | None = first
         if len(candidates) > 1:

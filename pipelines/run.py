@@ -28,7 +28,7 @@ from imaging.response import CourseError, assess, course_from_dict
 from pipelines.cache import code_version
 from pipelines.config import RunConfig
 from pipelines.course_builder import FailedTimepoint, build_course
-from pipelines.discover import TimepointSource, discover, load_clinical, load_lesion_metadata
+from pipelines.discover import TimepointSource, Visit, discover, load_clinical, load_lesion_metadata, load_visits
 from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
 from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
@@ -144,13 +144,15 @@ def run_pipeline(config: RunConfig, console: Console | None = None) -> RunSummar
                 f"{len(found.skipped_files)} file(s) under the dataset root are not image DICOM and were skipped"
             )
         clinical = load_clinical(config.dataset.clinical)
+        visits = load_visits(config.dataset.visits)
         sources = [tp for tps in found.patients.values() for tp in tps]
         summary.n_patients = len(found.patients)
         summary.n_timepoints = len(sources)
         measured = _measure_all(config, sources, ledger, console, summary)
 
         for patient_id in sorted(found.patients):
-            _assess_patient(config, patient_id, found.patients[patient_id], measured, clinical, ledger, summary)
+            _assess_patient(config, patient_id, found.patients[patient_id], measured, clinical,
+                            visits.get(patient_id, []), ledger, summary)
         summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
         write_csv_atomic(out / "lesions.csv", summary.lesion_rows, LESION_COLUMNS)
@@ -179,6 +181,7 @@ def _assess_patient(
     sources: list[TimepointSource],
     measured: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint],
     clinical: dict,
+    visits: list[Visit],
     ledger: Ledger,
     summary: RunSummary,
 ) -> None:
@@ -194,7 +197,7 @@ def _assess_patient(
         metadata = load_lesion_metadata(meta_path)
         tps = [measured[(patient_id, tp.study_date)] for tp in sources]
         course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata,
-                                               config.lesions.default_organ)
+                                               config.lesions.default_organ, visits)
         if note:
             summary.notes.append(f"patient {patient_id}: {note}")
         write_json_atomic(config.output_dir / "courses" / f"{safe_name(patient_id)}.json", course_dict)

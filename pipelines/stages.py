@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, fields
 
-from imaging.io import Geometry, load_label_map, load_series
+from imaging.io import Geometry, load_label_map, load_nifti, load_series
 from imaging.io.errors import ImagingError
 from imaging.measurement import LesionMeasurement, measure_lesions
 from imaging.segmentation import lesion_label_map
@@ -43,10 +43,16 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
         Naming the time point and what failed (series assembly, mask, ...).
     """
     where = f"patient {tp.patient_id}, {tp.study_date.isoformat()}"
-    if tp.problem or tp.series is None:
+    if tp.problem or (tp.series is None and tp.image_path is None):
         raise StageError(f"{where}: {tp.problem or 'no image series'}")
     try:
-        image = load_series(tp.series)
+        if tp.image_path is not None:
+            if not tp.image_path.is_file():
+                raise StageError(f"{where}: no image at {tp.image_path}")
+            image = load_nifti(tp.image_path)
+        else:
+            assert tp.series is not None
+            image = load_series(tp.series)
     except ImagingError as exc:
         raise StageError(f"{where}: loading the scan failed: {exc}") from exc
     if not tp.mask_path.is_file():
@@ -57,13 +63,13 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
         raise StageError(f"{where}: loading the label map failed: {exc}") from exc
     labels = lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
     geometry = Geometry.of(image)
-    thickness = tp.series.slice_thickness_mm or geometry.spacing_mm[2]
+    thickness = (tp.series.slice_thickness_mm if tp.series else None) or geometry.spacing_mm[2]
     return MeasuredTimepoint(
         patient_id=tp.patient_id,
         study_date=tp.study_date,
         study_uid=tp.study_uid,
-        series_uid=tp.series.series_uid,
-        modality=tp.series.modality,
+        series_uid=tp.series.series_uid if tp.series else str(tp.image_path.name if tp.image_path else ""),
+        modality=tp.series.modality if tp.series else "",
         slice_thickness_mm=float(thickness),
         geometry=geometry,
         lesions=tuple(measure_lesions(labels)),

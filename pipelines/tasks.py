@@ -22,6 +22,8 @@ MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pi
 
 def measure_key(tp: TimepointSource, lesions: LesionConfig) -> str:
     inputs = list(tp.series.files) if tp.series is not None else []
+    if tp.image_path is not None and tp.image_path.is_file():
+        inputs.append(tp.image_path)
     if tp.mask_path.is_file():
         inputs.append(tp.mask_path)
     return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), lesions.model_dump(), code_version(*MEASURE_CODE))

@@ -918,6 +918,20 @@ def _write_clinical_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _write_visits_csv(path: Path) -> None:
+    """One row per scan: its folder (the time point), date, and the clinical data a reader records.
+
+    Steroids are stable and patients clinically stable throughout; the glioma's T2/FLAIR is
+    'stable' (its enlargement is enhancing, treatment-related: pseudoprogression).
+    """
+    lines = ["patient_id,timepoint,date,steroid_dose_mg,clinically_stable,t2_flair"]
+    for p in sorted(PATIENTS, key=lambda q: q["patient_id"]):
+        brain = p["organ"] == "brain"
+        for date, *_ in p["timepoints"]:
+            lines.append(f"{p['patient_id']},{date},{date},{'2' if brain else '0'},true,{'stable' if brain else ''}")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output directory (replaced atomically)")
@@ -942,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
             results = [build_patient(p, data_dir, tmp) for p in order]
         results.sort(key=lambda r: r["patient_id"])
         _write_clinical_csv(tmp / "clinical.csv")
+        _write_visits_csv(tmp / "visits.csv")
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             os.replace(out, old)

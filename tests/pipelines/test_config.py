@@ -61,7 +61,7 @@ def test_missing_required_field(tmp_path):
 
 
 def test_bad_template_field(tmp_path):
-    with pytest.raises(ConfigError, match=r"dataset\.mask: .*only \{patient_id\} and \{study_date\}"):
+    with pytest.raises(ConfigError, match=r"dataset\.mask: .*only \{patient_id\}, \{study_date\} and \{timepoint\}"):
         load_config(_write(tmp_path, GOOD.replace("{patient_id}/{study_date}", "{patient}/{study_date}")))
 
 

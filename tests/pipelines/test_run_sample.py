@@ -102,3 +102,18 @@ def test_sums_and_changes(run_out: Path):
     assert float(tp["change_from_baseline_pct"]) == pytest.approx(expected, abs=0.1)
     assert tp["response"] == "PD"
     assert "PD" in tp["reason"] and "nadir" in tp["reason"]
+
+
+def test_nifti_layout_gives_the_same_measurements_as_dicom(run_out: Path, tmp_path):
+    """The same scans read as a NIfTI dataset (folders + visits CSV): identical lesion measurements,
+    so RAS->LPS at the NIfTI boundary and DICOM assembly agree; clinical data joined per visit."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "sample_nifti.yaml"
+    result = CliRunner().invoke(app, ["run", str(config), "--set", f"output_dir={tmp_path}", "--set", "criteria=[recist, rano]"])
+    assert result.exit_code == 0, result.output
+    keys = ("patient_id", "date", "label", "status", "n_voxels", "volume_mm3", "long_axis_mm", "short_axis_mm",
+            "bidimensional_product_mm2", "center_lps", "long_axis_end0_lps", "long_axis_end1_lps")
+    dicom = [tuple(r[k] for k in keys) for r in _rows(run_out / "lesions.csv")]
+    nifti = [tuple(r[k] for k in keys) for r in _rows(tmp_path / "lesions.csv")]
+    assert nifti == dicom
+    course = json.loads((tmp_path / "courses" / "P002.json").read_text())
+    assert course["timepoints"][1]["clinical"] == {"steroid_dose_mg": 2.0, "clinically_stable": True, "t2_flair": "stable"}
