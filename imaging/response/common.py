@@ -317,6 +317,13 @@ def pct_change(value: float, reference: float) -> float:
     return 100.0 * (value - reference) / reference
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` if finite, else ``None`` (a change from a zero nadir has no percentage)."""
+    if value is None or math.isinf(value) or math.isnan(value):
+        return None
+    return value
+
+
 def weeks_between(earlier: dt.date, later: dt.date) -> float:
     return (later - earlier).days / DAYS_PER_WEEK
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imaging.response.errors import CourseError
+
 
 @dataclass(frozen=True)
 class AssessmentOptions:
@@ -48,6 +50,10 @@ class AssessmentOptions:
     reappearance_after_cr_is_pd
         After a CR, any reappearing disease is PD (RECIST 1.1 sec. 4.4.3,
         Table 3 note; RECIST working group FAQ).
+    confirm_responses
+        Whether CR/PR need confirmation for the best overall response. RECIST
+        1.1 sec. 4.6.1: required in non-randomised trials where response is the
+        primary end point, not in randomised trials. Default: required.
     """
 
     confirmation_min_weeks: float = 4.0
@@ -60,10 +66,9 @@ class AssessmentOptions:
     irano_confirm_min_weeks: float = 12.0
     mrano_confirm_min_weeks: float = 4.0
     reappearance_after_cr_is_pd: bool = True
+    confirm_responses: bool = True
 
     def __post_init__(self) -> None:
-        from imaging.response.errors import CourseError
-
         low, high = self.irecist_confirm_window_weeks
         if low < 0 or high < low:
             raise CourseError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -154,7 +154,6 @@ class Assessment:
     baseline_date: dt.date
     timepoints: tuple[TimepointAssessment, ...]
     best_overall_response: BestOverallResponse
-    notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of course-format.md ("Output")."""

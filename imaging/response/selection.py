@@ -1,6 +1,6 @@
 """Measurability and target selection at baseline.
 
-RECIST 1.1 (Eisenhauer 2009) sec. 3.1 (measurability) and sec. 3.3 (baseline
+RECIST 1.1 (Eisenhauer 2009) sec. 3.1 (measurability) and sec. 4.2 (baseline
 documentation of target and non-target lesions); the RANO family and irRC
 change the size rule and the limits (see :data:`SELECTION_RULES`).
 """
@@ -33,6 +33,9 @@ class SelectionRule:
         Smallest measurable diameter, mm.
     nodes_allowed
         Whether lymph nodes can be targets (RECIST-like criteria).
+    min_perpendicular_mm
+        Unidimensional criteria that still ask for a minimum perpendicular
+        diameter (RANO-BM: >= 5 mm).
     source
         Where the rule comes from.
     """
@@ -43,17 +46,18 @@ class SelectionRule:
     min_size_mm: float
     nodes_allowed: bool
     source: str
+    min_perpendicular_mm: float | None = None
 
 
 #: Selection rules per criterion, as data.
 SELECTION_RULES: dict[str, SelectionRule] = {
-    "recist": SelectionRule(5, 2, False, 10.0, True, "RECIST 1.1, Eisenhauer 2009, sec. 3.1 and 3.3"),
-    "irecist": SelectionRule(5, 2, False, 10.0, True, "iRECIST, Seymour 2017 (RECIST 1.1 sec. 3.1 and 3.3)"),
+    "recist": SelectionRule(5, 2, False, 10.0, True, "RECIST 1.1, Eisenhauer 2009, sec. 3.1 and 4.2"),
+    "irecist": SelectionRule(5, 2, False, 10.0, True, "iRECIST, Seymour 2017 (RECIST 1.1 sec. 3.1 and 4.2)"),
     "rano": SelectionRule(5, None, True, 10.0, False, "RANO, Wen 2010 (measurable disease)"),
     "mrano": SelectionRule(5, None, True, 10.0, False, "mRANO, Ellingson 2017 (measurable disease)"),
     "irano": SelectionRule(5, None, True, 10.0, False, "iRANO, Okada 2015 (RANO measurable disease)"),
     "rano2": SelectionRule(3, None, True, 10.0, False, "RANO 2.0, Wen 2023 (up to 3 target lesions)"),
-    "ranobm": SelectionRule(5, None, False, 10.0, False, "RANO-BM, Lin 2015 (up to 5 CNS targets, >= 10 mm)"),
+    "ranobm": SelectionRule(5, None, False, 10.0, False, "RANO-BM, Lin 2015 (up to 5 CNS targets, >= 10 mm, perpendicular >= 5 mm)", 5.0),
     "irrc": SelectionRule(10, 5, True, 5.0, True, "irRC, Wolchok 2009 (index lesions >= 5 x 5 mm, 5 per organ, 10 in all)"),
 }
 
@@ -156,6 +160,9 @@ def measurability(lesion: TargetLesion, *, slice_thickness_mm: float | None = No
             return "non_measurable", f"{name}: perpendicular diameter missing"
         if perpendicular < minimum:
             return "non_measurable", f"{name}: perpendicular {perpendicular:.1f} mm < {minimum:.1f} mm"
+    if rule.min_perpendicular_mm is not None and lesion.perpendicular_mm is not None \
+            and lesion.perpendicular_mm < rule.min_perpendicular_mm:
+        return "non_measurable", f"{name}: perpendicular {lesion.perpendicular_mm:.1f} mm < {rule.min_perpendicular_mm:.1f} mm"
     return "measurable", f"{name}: measurable"
 
 
@@ -164,7 +171,7 @@ def select_targets(
 ) -> TargetSelection:
     """Choose the baseline targets among measured lesions.
 
-    RECIST 1.1, Eisenhauer 2009, sec. 3.3: at most 5 targets, at most 2 per
+    RECIST 1.1, Eisenhauer 2009, sec. 4.2: at most 5 targets, at most 2 per
     organ, chosen by size (largest first); all lymph nodes together count as
     one organ (RECIST working group FAQ); pathological nodes 10 to < 15 mm and
     non-measurable lesions are non-targets; nodes < 10 mm are normal. The
@@ -174,7 +181,8 @@ def select_targets(
     kept as given. Otherwise the largest measurable lesions are chosen (ties
     keep input order) and the rest become non-targets.
 
-    Lesions without an organ are not subject to the per-organ limit (noted).
+    Lesions without an organ (or with organ "unknown") are not subject to the
+    per-organ limit (noted in the reason).
 
     Parameters
     ----------
@@ -230,10 +238,15 @@ def select_targets(
     return TargetSelection(targets, tuple(non_targets), tuple(normal), kept_as_given, tuple(notes))
 
 
+#: Organ values that mean "not given" (the pipeline writes "unknown" when it has no metadata).
+UNKNOWN_ORGANS = frozenset({"", "unknown", "unspecified", "none", "na", "n/a"})
+
+
 def _organ(lesion: TargetLesion) -> str | None:
     if lesion.nodal:
         return NODAL_ORGAN
-    return lesion.organ.strip().lower() if lesion.organ else None
+    organ = (lesion.organ or "").strip().lower()
+    return None if organ in UNKNOWN_ORGANS else organ
 
 
 def _rule(criterion: str) -> SelectionRule:

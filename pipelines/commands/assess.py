@@ -1,8 +1,86 @@
-"""`tumor-response assess`: placeholder until the response engine lands (filled in by issue 6)."""
+"""`tumor-response assess COURSE --criteria recist[,irecist...] [--json]`.
+
+Reads a patient course (YAML or JSON, ../shared/course-format.md), assesses it by
+each criterion and prints a table per criterion, or the contract's JSON.
+Course errors go to stderr, naming the time point and field, with exit code 2.
+"""
+
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from imaging.response import CRITERIA, Assessment, CourseError, assess, check_criterion, load_course
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def assessment_table(assessment: Assessment) -> Table:
+    """One row per time point: date, days, call, flags, sums, % changes and reason."""
+    table = Table(title=f"{assessment.patient_id or 'course'}: {assessment.criterion}", show_lines=True)
+    columns = (("date", "left"), ("days", "right"), ("response", "left"), ("flags", "left"), ("sum", "right"),
+               ("vs baseline", "right"), ("vs nadir", "right"), ("reason", "left"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for row in assessment.timepoints:
+        if row.sum_volume_mm3 is not None:
+            burden = f"{_num(row.sum_volume_mm3)} mm3"
+        elif row.sum_products_mm2 is not None:
+            burden = f"{_num(row.sum_products_mm2)} mm2"
+        elif row.sum_mm is not None:
+            burden = f"{_num(row.sum_mm)} mm"
+        else:
+            burden = ""
+        if row.response is not None:
+            call = row.response
+        else:
+            call = "pre-baseline" if "pre_baseline" in row.flags else "baseline"
+        table.add_row(
+            row.date.isoformat(), str(row.days_since_baseline), call, ", ".join(row.flags), burden,
+            _pct(row.change_from_baseline_pct), _pct(row.change_from_nadir_pct), row.reason,
+        )
+    bor = assessment.best_overall_response
+    table.caption = f"Best overall response: {bor.response} ({bor.reason})"
+    return table
+
+
+def assess_command(
+    course: Annotated[Path, typer.Argument(help="patient course file (YAML or JSON, see docs/response.md)")],
+    criteria: Annotated[
+        str, typer.Option("--criteria", "-c", help=f"comma-separated criteria: {', '.join(CRITERIA)}")
+    ] = "recist",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (an object, or a list for several criteria)")] = False,
+) -> None:
+    """Assess a patient course by one or more response criteria."""
+    try:
+        names = [check_criterion(name) for name in criteria.split(",") if name.strip()]
+        if not names:
+            raise CourseError(f"no criterion given; valid: {', '.join(CRITERIA)}", field="--criteria")
+        loaded = load_course(course)
+        assessments = [assess(loaded, name) for name in names]
+    except CourseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        payload = [a.to_dict() for a in assessments]
+        typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+        return
+    console = Console()
+    for assessment in assessments:
+        console.print(assessment_table(assessment))
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Add the ``assess`` command to the console script."""
+    app.command("assess")(assess_command)
