@@ -14,13 +14,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from pipelines.outputs import write_text_atomic
 
 _CHUNK = 1 << 20
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=20)
+    """128-bit XXH3 of a file's content: a change detector (not a security hash), ~20x faster than blake2b,
+    so hashing a study costs milliseconds next to loading it."""
+    h = xxhash.xxh3_128()
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
@@ -29,7 +33,7 @@ def file_digest(path: Path) -> str:
 
 def files_digest(paths: Iterable[Path]) -> str:
     """Digest of a set of files' contents, independent of their names and order."""
-    h = hashlib.blake2b(digest_size=20)
+    h = xxhash.xxh3_128()
     for d in sorted(file_digest(p) for p in paths):
         h.update(d.encode())
     return h.hexdigest()
