@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 #: Criterion names as on the command line (../shared/course-format.md).
 CriterionName = Literal["recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc"]
@@ -101,6 +101,15 @@ class ExecutorConfig(_Strict):
     address: str | None = None
 
 
+class PrivacyConfig(_Strict):
+    """Identifiers in outputs (see pipelines/privacy.py). ``key`` or ``key_env`` (the name of an
+    environment variable holding the key; keeps the secret out of the config file)."""
+
+    pseudonymise: bool = False
+    key: SecretStr | None = None
+    key_env: str | None = None
+
+
 class RunConfig(_Strict):
     """One run: a dataset, how lesions are read, which criteria to assess, where outputs go."""
 
@@ -110,6 +119,7 @@ class RunConfig(_Strict):
     lesions: LesionConfig = LesionConfig()
     criteria: list[CriterionName] = Field(default_factory=lambda: ["recist"], min_length=1)
     executor: ExecutorConfig = ExecutorConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     cache: bool = Field(default=True, description="reuse stage results whose inputs, settings and code are unchanged")
 
     def resolved(self, base_dir: Path) -> RunConfig:

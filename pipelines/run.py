@@ -12,9 +12,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import fcntl
+import os
 import platform
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +36,7 @@ from pipelines.course_builder import FailedTimepoint, build_course
 from pipelines.discover import TimepointSource, Visit, discover, load_clinical, load_lesion_metadata, load_visits
 from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
+from pipelines.privacy import PrivacyError, Pseudonymiser
 from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from pipelines.stages import MeasuredTimepoint, StageError, measured_from_dict
 from pipelines.tasks import measure_job
@@ -88,13 +94,15 @@ def _attach_log_file(out: Path) -> logging.Handler:
 
 
 def _measure_all(
-    config: RunConfig, sources: list[TimepointSource], ledger: Ledger, console: Console, summary: RunSummary
+    config: RunConfig, sources: list[TimepointSource], ledger: Ledger, console: Console, summary: RunSummary,
+    anon: Pseudonymiser,
 ) -> dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint]:
+    patient_ids = sorted({tp.patient_id for tp in sources})
     cache_root = config.output_dir / "cache" if config.cache else None
     jobs = []
     for tp in sources:
-        task_id = f"measure:{tp.patient_id}:{tp.study_date.isoformat()}"
-        ledger.register(task_id, "measure", tp.patient_id, tp.study_date.isoformat(), None)
+        task_id = f"measure:{anon.patient(tp.patient_id)}:{tp.study_date.isoformat()}"
+        ledger.register(task_id, "measure", anon.patient(tp.patient_id), tp.study_date.isoformat(), None)
         ledger.running(task_id)
         jobs.append(((task_id, tp), measure_job, (tp, config.lesions, cache_root)))
 
@@ -108,8 +116,9 @@ def _measure_all(
             key = (tp.patient_id, tp.study_date)
             if isinstance(outcome, BaseException):
                 reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
+                reason = anon.scrub(reason, patient_ids)
                 ledger.failed(task_id, 0.0, reason)
-                summary.failures.append({"patient_id": tp.patient_id, "date": tp.study_date.isoformat(),
+                summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
                                          "stage": "measure", "reason": reason})
                 results[key] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
                 log.error("%s failed: %s", task_id, reason)
@@ -117,7 +126,7 @@ def _measure_all(
                 ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
                 summary.task_seconds += outcome["seconds"]
                 summary.n_cached += int(outcome["cached"])
-                results[key] = measured_from_dict(outcome["result"])
+                results[key] = measured_from_dict(outcome["result"], tp)
                 log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
             progress.advance(bar)
             if not show_bar:
@@ -126,11 +135,74 @@ def _measure_all(
     return results
 
 
+class RunError(RuntimeError):
+    """The run cannot start (unwritable or full output folder, unusable privacy settings)."""
+
+
+#: Free space the output folder must have before a run starts (results, cache and report of a batch).
+MIN_FREE_MB = 200
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """One run at a time per output folder; the kernel drops the lock when a run dies, even by SIGKILL.
+
+    Holding it, temporary files left by a killed run (``.<name>.*.tmp``) are removed: nobody else can
+    be writing them.
+    """
+    fh = (out / ".lock").open("a")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RunError(f"output folder {out} is in use by another run") from None
+    try:
+        for stale in out.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def preflight(out: Path) -> None:
+    """Check, before any work, that the output folder can be created, written and has room."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+    free_mb = shutil.disk_usage(out).free / 2**20
+    if free_mb < MIN_FREE_MB:
+        raise RunError(f"output folder {out}: only {free_mb:.0f} MB free, {MIN_FREE_MB} MB needed")
+
+
 def run_pipeline(config: RunConfig, console: Console | None = None) -> RunSummary:
-    """Run ``config`` end to end and write its outputs under ``config.output_dir``."""
+    """Run ``config`` end to end and write its outputs under ``config.output_dir``.
+
+    Raises
+    ------
+    RunError
+        Before any work, when the output folder is unusable or the privacy settings are.
+    """
     console = console or Console(stderr=True)
     started_wall = dt.datetime.now(dt.timezone.utc)
     started = time.perf_counter()
+    out = config.output_dir
+    preflight(out)
+    try:
+        anon = Pseudonymiser(config.privacy)
+    except PrivacyError as exc:
+        raise RunError(str(exc)) from None
+    with output_lock(out):
+        return _run_locked(config, console, anon, started_wall, started)
+
+
+def _run_locked(
+    config: RunConfig, console: Console, anon: Pseudonymiser, started_wall: dt.datetime, started: float
+) -> RunSummary:
     out = config.output_dir
     handler = _attach_log_file(out)
     ledger = Ledger(out / "ledger.sqlite")
@@ -148,11 +220,12 @@ def run_pipeline(config: RunConfig, console: Console | None = None) -> RunSummar
         sources = [tp for tps in found.patients.values() for tp in tps]
         summary.n_patients = len(found.patients)
         summary.n_timepoints = len(sources)
-        measured = _measure_all(config, sources, ledger, console, summary)
+        measured = _measure_all(config, sources, ledger, console, summary, anon)
 
         for patient_id in sorted(found.patients):
             _assess_patient(config, patient_id, found.patients[patient_id], measured, clinical,
-                            visits.get(patient_id, []), ledger, summary)
+                            visits.get(patient_id, []), ledger, summary, anon)
+        summary.notes = [anon.scrub(n, list(found.patients)) for n in summary.notes]
         summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
         write_csv_atomic(out / "lesions.csv", summary.lesion_rows, LESION_COLUMNS)
@@ -184,9 +257,11 @@ def _assess_patient(
     visits: list[Visit],
     ledger: Ledger,
     summary: RunSummary,
+    anon: Pseudonymiser,
 ) -> None:
-    task_id = f"assess:{patient_id}"
-    ledger.register(task_id, "assess", patient_id, None, None)
+    out_id = anon.patient(patient_id)
+    task_id = f"assess:{out_id}"
+    ledger.register(task_id, "assess", out_id, None, None)
     ledger.running(task_id)
     t0 = time.perf_counter()
     try:
@@ -199,15 +274,19 @@ def _assess_patient(
         course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata,
                                                config.lesions.default_organ, visits)
         if note:
-            summary.notes.append(f"patient {patient_id}: {note}")
-        write_json_atomic(config.output_dir / "courses" / f"{safe_name(patient_id)}.json", course_dict)
-        course = course_from_dict(course_dict, source=f"patient {patient_id} (built from measurements)")
+            summary.notes.append(f"patient {out_id}: {note}")
+        course_dict["patient_id"] = out_id
+        for row in rows:
+            row["patient_id"] = out_id
+            row["study_uid"], row["series_uid"] = anon.uid(row["study_uid"]), anon.uid(row["series_uid"])
+        write_json_atomic(config.output_dir / "courses" / f"{safe_name(out_id)}.json", course_dict)
+        course = course_from_dict(course_dict, source=f"patient {out_id} (built from measurements)")
         response_rows, best_rows = [], []
         for criterion in config.criteria:
             assessment = assess(course, criterion)
             for t in assessment.timepoints:
                 response_rows.append({
-                    "patient_id": patient_id, "date": t.date.isoformat(), "criterion": criterion,
+                    "patient_id": out_id, "date": t.date.isoformat(), "criterion": criterion,
                     "response": t.response, "flags": ";".join(t.flags), "reason": t.reason,
                     "sum_mm": _fmt(t.sum_mm), "sum_products_mm2": _fmt(t.sum_products_mm2),
                     "sum_volume_mm3": _fmt(t.sum_volume_mm3),
@@ -217,13 +296,14 @@ def _assess_patient(
                 })
             bor = assessment.best_overall_response
             best_rows.append({
-                "patient_id": patient_id, "criterion": criterion, "response": bor.response,
+                "patient_id": out_id, "criterion": criterion, "response": bor.response,
                 "date": bor.date.isoformat() if isinstance(bor.date, dt.date) else bor.date, "reason": bor.reason,
             })
     except (ValueError, CourseError) as exc:
-        ledger.failed(task_id, time.perf_counter() - t0, str(exc))
-        summary.failures.append({"patient_id": patient_id, "date": "", "stage": "assess", "reason": str(exc)})
-        log.error("%s failed: %s", task_id, exc)
+        reason = anon.scrub(str(exc), [patient_id])
+        ledger.failed(task_id, time.perf_counter() - t0, reason)
+        summary.failures.append({"patient_id": out_id, "date": "", "stage": "assess", "reason": reason})
+        log.error("%s failed: %s", task_id, reason)
         return
     summary.lesion_rows.extend(rows)
     summary.response_rows.extend(response_rows)
@@ -239,7 +319,7 @@ def _provenance(config: RunConfig, started: dt.datetime, summary: RunSummary) ->
         except PackageNotFoundError:
             versions[name] = None
     return {
-        "config": json.loads(config.model_dump_json()),
+        "config": json.loads(config.model_dump_json()),  # SecretStr: the privacy key is dumped as '**********'
         "config_hash": _config_hash(config),
         "code_version": code_version(),
         "packages": versions,

@@ -83,31 +83,31 @@ def _tuplify(value: object) -> object:
 
 
 def measured_to_dict(m: MeasuredTimepoint) -> dict:
-    """JSON-able form of a measured time point (for the cache and for worker processes)."""
+    """JSON-able form of what a time point's scan yields, for the cache and worker processes.
+
+    Identity (patient, date, UIDs) is left out: a cache entry is keyed by content, and
+    the identity is attached again from the time point's source (:func:`measured_from_dict`).
+    """
     return {
-        "patient_id": m.patient_id,
-        "study_date": m.study_date.isoformat(),
-        "study_uid": m.study_uid,
-        "series_uid": m.series_uid,
-        "modality": m.modality,
         "slice_thickness_mm": m.slice_thickness_mm,
         "geometry": m.geometry.to_dict(),
         "lesions": [lesion.to_dict() for lesion in m.lesions],
     }
 
 
-def measured_from_dict(d: dict) -> MeasuredTimepoint:
+def measured_from_dict(d: dict, tp: TimepointSource) -> MeasuredTimepoint:
+    """A measured time point from its cached form and its source."""
     g = d["geometry"]
     names = {f.name for f in fields(LesionMeasurement)}
     lesions = tuple(
         LesionMeasurement(**{k: _tuplify(v) for k, v in lesion.items() if k in names}) for lesion in d["lesions"]
     )
     return MeasuredTimepoint(
-        patient_id=d["patient_id"],
-        study_date=dt.date.fromisoformat(d["study_date"]),
-        study_uid=d["study_uid"],
-        series_uid=d["series_uid"],
-        modality=d["modality"],
+        patient_id=tp.patient_id,
+        study_date=tp.study_date,
+        study_uid=tp.study_uid,
+        series_uid=tp.series.series_uid if tp.series else str(tp.image_path.name if tp.image_path else ""),
+        modality=tp.series.modality if tp.series else "",
         slice_thickness_mm=float(d["slice_thickness_mm"]),
         geometry=Geometry(
             size=tuple(g["size"]), spacing_mm=tuple(g["spacing_mm"]), origin_lps=tuple(g["origin_lps"]),

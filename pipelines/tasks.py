@@ -15,7 +15,7 @@ from pipelines.config import LesionConfig
 from pipelines.discover import TimepointSource
 from pipelines.stages import measure_timepoint, measured_to_dict
 
-MEASURE_STAGE_VERSION = 1
+MEASURE_STAGE_VERSION = 2  # 2: cached results carry no identity
 #: What the measure stage runs: a change in these invalidates its cache entries.
 MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pipelines.stages", "pipelines.discover")
 

@@ -20,7 +20,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the pipeline on a dataset: measure every lesion at every time point and assess the response."""
-    from pipelines.run import print_summary, run_pipeline  # imaging libraries load only when needed
+    from pipelines.run import RunError, print_summary, run_pipeline  # imaging libraries load only when needed
 
     # Plain (non-TTY) output keeps full-width rows so logs and CI show the whole table.
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -29,7 +29,11 @@ def run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    summary = run_pipeline(cfg, Console(stderr=True))
+    try:
+        summary = run_pipeline(cfg, Console(stderr=True))
+    except RunError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     print_summary(summary, cfg, console)
     if summary.failures:
         raise typer.Exit(1)

@@ -116,3 +116,18 @@ def test_dask_local_cluster_gives_the_same_results(archive, reference, tmp_path)
     result = _run(archive, out, "--set", "executor.kind=dask", "--set", "executor.workers=2", "--set", "cache=false")
     assert result.exit_code == 0, result.output
     assert _results(out) == reference
+
+
+def test_stale_temporaries_are_cleaned_and_a_folder_in_use_is_refused(archive, tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    (out / "cache" / "ab").mkdir(parents=True)
+    stale = out / "cache" / "ab" / ".abcd.json.x1y2.tmp"  # what a SIGKILL between write and rename leaves
+    stale.write_text("{half")
+    assert _run(archive, out).exit_code == 0
+    assert not stale.exists()
+    with (out / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = _run(archive, out)
+    assert busy.exit_code == 2 and "in use by another run" in busy.output
