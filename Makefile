@@ -33,5 +33,9 @@ test: $(SAMPLE_STAMP)
 bench: $(SAMPLE_STAMP)
 	$(PY) benchmarks/run.py
 
+# ruff (lint) over the library, the pipelines, the tests and the benchmarks.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check imaging pipelines tests benchmarks sample_data/generate.py
+
 clean:
 	rm -rf out $(SAMPLE) sample_data/.cache

@@ -7,8 +7,8 @@ import datetime as dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -135,7 +135,7 @@ def _discover_nifti(dataset: DatasetConfig) -> Discovery:
         )
     for tps in found.patients.values():
         tps.sort(key=lambda t: t.study_date)
-        for a, b in zip(tps, tps[1:]):
+        for a, b in zip(tps, tps[1:], strict=False):
             if a.study_date == b.study_date:
                 found.problems.append(f"patient {a.patient_id}: time points {a.timepoint} and {b.timepoint} share the date {a.study_date}")
     return found

@@ -9,10 +9,10 @@ and ends with the same result files.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
-import fcntl
 import os
 import platform
 import shutil
@@ -36,8 +36,8 @@ from pipelines.course_builder import FailedTimepoint, build_course
 from pipelines.discover import TimepointSource, Visit, discover, load_clinical, load_lesion_metadata, load_visits
 from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
-from pipelines.privacy import PrivacyError, Pseudonymiser
 from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from pipelines.privacy import PrivacyError, Pseudonymiser
 from pipelines.stages import MeasuredTimepoint, StageError, measured_from_dict
 from pipelines.tasks import measure_job
 

@@ -156,7 +156,7 @@ def write_mini_archive(root: Path, *, n_patients: int = 2, spacing=(0.8, 0.8, 2.
         pid = f"MINI{k + 1:02d}"
         scales = (1.0, 0.6, 0.5) if k % 2 == 0 else (1.0, 1.5, 1.8)
         clinical.append(f"{pid},2024-01-05,,false")
-        for d, s in zip(dates, scales):
+        for d, s in zip(dates, scales, strict=True):
             folder = root / pid / d.isoformat()
             labels = ellipsoid_labels(size, spacing, np.eye(3), [(1, (nx / 2, ny / 2, nz // 2), (6.0 * s, 4.0 * s, 5.0 * s), 20.0)],
                                       origin_lps=(-25.0, -25.0, -20.0))

@@ -83,7 +83,7 @@ def test_recist_calls_are_the_intended_course(run_out: Path, sample_truth: dict)
         calls.setdefault(r["patient_id"], {})[r["date"]] = r["response"]
         flags.setdefault(r["patient_id"], {})[r["date"]] = r["flags"]
     for pid, truth in sample_truth.items():
-        for tp, intended in zip(truth["timepoints"], truth["intended_recist"]):
+        for tp, intended in zip(truth["timepoints"], truth["intended_recist"], strict=True):
             got = calls[pid][tp["date"]]
             if intended is None:
                 assert got == "" and "pre_baseline" in flags[pid][tp["date"]]
