@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := sample_data/generated
 SAMPLE_STAMP := $(SAMPLE)/.complete
 
-.PHONY: demo test venv sample-data lint bench clean
+.PHONY: demo test venv sample-data system-deps lint bench clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,11 @@ $(SAMPLE_STAMP): $(STAMP) sample_data/generate.py
 demo: $(SAMPLE_STAMP)
 	$(VENV)/bin/tumor-response run configs/sample.yaml
 
-test: $(SAMPLE_STAMP)
+# Debian packages of the real parts the tests drive (browser, PACS, DICOM validator); see .ci/system-deps.sh.
+system-deps:
+	bash .ci/system-deps.sh
+
+test: $(SAMPLE_STAMP) system-deps
 	$(PY) -m pytest -q
 
 bench: $(SAMPLE_STAMP)

@@ -28,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from imaging.report import timeline_table
+from imaging.report import timeline_table, write_report
 from imaging.response import CourseError, assess, course_from_dict
 from pipelines.cache import code_version
 from pipelines.config import RunConfig
@@ -240,6 +240,7 @@ def _run_locked(
         )
         summary.seconds = time.perf_counter() - started
         write_json_atomic(out / "provenance.json", _provenance(config, started_wall, summary))
+        write_report(out, title=f"tumor-response: {config.name}")
         ledger.finish_run(run_id, len(summary.failures))
     finally:
         ledger.close()

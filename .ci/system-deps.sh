@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages the tests use (real parts, no mocks): chromium renders the HTML report,
+# orthanc + orthanc-dicomweb are the PACS, dicom3tools validates DICOM objects (dciodvfy).
+# Idempotent: installs only what is missing, and only as root; otherwise says what to install
+# (the tests that need a missing part then skip locally and fail under CI).
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: missing Debian packages: ${need[*]} (run as root: apt-get install -y ${need[*]})" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "system-deps: installed ${need[*]}"
