@@ -9,8 +9,8 @@ Wolchok 2009).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from imaging.response.common import weeks_between
 from imaging.response.options import AssessmentOptions

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 from imaging.response.errors import CourseError
 from imaging.response.models import Course, NewLesion, TargetLesion, Timepoint

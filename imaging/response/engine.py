@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from imaging.response.common import Prepared, prepare
 from imaging.response.errors import CourseError

@@ -55,7 +55,7 @@ class CourseError(ValueError):
         parts.append(self.reason)
         return ": ".join(parts)
 
-    def with_source(self, source: str | None) -> "CourseError":
+    def with_source(self, source: str | None) -> CourseError:
         """Return a copy of this error that also names ``source``."""
         if not source or self.source:
             return self

@@ -11,8 +11,8 @@ tumour-growth kinetics.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from imaging.response.common import DAYS_PER_MONTH, Burden, Prepared
 from imaging.response.models import TargetLesion, Timepoint

@@ -9,20 +9,38 @@ non-targets (NLNT), apart from the sum of diameters.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from imaging.response.bor import BorNames, best_overall_response
 from imaging.response.common import (
-    CR, EPS, NA, NE, NON_CR_NON_PD, PD, PR, SD,
-    Prepared, finite_or_none, fmt_delta, fmt_mm, weeks_between,
+    CR,
+    EPS,
+    NA,
+    NE,
+    NON_CR_NON_PD,
+    PD,
+    PR,
+    SD,
+    Prepared,
+    finite_or_none,
+    fmt_delta,
+    fmt_mm,
+    weeks_between,
 )
 from imaging.response.growth import hyperprogression_check
 from imaging.response.models import NewLesion, Timepoint
 from imaging.response.options import AssessmentOptions
 from imaging.response.recist import (
-    RecistState, advance_state, baseline_reason, overall_response_recist, pre_baseline_row, progression_by_sum,
-    read_timepoint_recist, reappearance_after_cr, sum_of_diameters,
+    RecistState,
+    advance_state,
+    baseline_reason,
+    overall_response_recist,
+    pre_baseline_row,
+    progression_by_sum,
+    read_timepoint_recist,
+    reappearance_after_cr,
+    sum_of_diameters,
 )
 from imaging.response.result import Assessment, TimepointAssessment
 from imaging.response.selection import NODE_MEASURABLE_MIN_MM

@@ -12,11 +12,19 @@ assessment at least 4 weeks later.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from collections.abc import Sequence
 
 from imaging.response.bor import BorNames, best_overall_response
 from imaging.response.common import (
-    EPS, NE, Prepared, finite_or_none, fmt_pct, non_target_statuses, pct_change, present_new_lesions, target_burden,
+    EPS,
+    NE,
+    Prepared,
+    finite_or_none,
+    fmt_pct,
+    non_target_statuses,
+    pct_change,
+    present_new_lesions,
+    target_burden,
     weeks_between,
 )
 from imaging.response.models import NewLesion

@@ -67,7 +67,7 @@ class TargetLesion(_Model):
     coalesced_into: str | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TargetLesion":
+    def _consistent(self) -> TargetLesion:
         if self.split_from is not None and self.coalesced_into is not None:
             raise CourseError("split_from and coalesced_into cannot both be set", field="split_from")
         if self.split_from == self.lesion:
@@ -136,7 +136,7 @@ class Timepoint(_Model):
     slice_thickness_mm: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "Timepoint":
+    def _unique_ids(self) -> Timepoint:
         seen: dict[str, str] = {}
         for kind, lesions in (("target", self.target), ("non_target", self.non_target), ("new_lesions", self.new_lesions)):
             for lesion in lesions:
@@ -157,7 +157,7 @@ class Course(_Model):
     timepoints: tuple[Timepoint, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _dates_increasing(self) -> "Course":
+    def _dates_increasing(self) -> Course:
         for index in range(1, len(self.timepoints)):
             previous, current = self.timepoints[index - 1].date, self.timepoints[index].date
             if current <= previous:
@@ -167,6 +167,35 @@ class Course(_Model):
                     timepoint_date=current,
                     field="date",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _baseline_targets_followed(self) -> Course:
+        """Every baseline target is accounted for at every later scan.
+
+        A target absent from a follow-up's lists is ambiguous (gone? not looked at?), so
+        it is an error: write ``long_axis_mm: 0`` when it has disappeared, ``null`` when it
+        was not evaluated (RECIST 1.1 sec. 4.3.2 / 4.4.2 then apply), or list its fragments
+        with ``split_from``. Baseline = the last scan on or before treatment_start, else the
+        first (course-format.md).
+        """
+        dates = [tp.date for tp in self.timepoints]
+        before = [i for i, d in enumerate(dates) if d <= self.context.treatment_start]
+        b = before[-1] if before else 0
+        targets = [t.lesion for t in self.timepoints[b].target]
+        for index in range(b + 1, len(self.timepoints)):
+            tp = self.timepoints[index]
+            present = {t.lesion for t in tp.target} | {t.split_from for t in tp.target if t.split_from}
+            present |= {n.lesion for n in tp.non_target}
+            for lesion in targets:
+                if lesion not in present:
+                    raise CourseError(
+                        f"baseline target {lesion!r} is missing at this scan; give long_axis_mm: 0 if it has "
+                        "disappeared, null if it was not evaluated",
+                        timepoint_index=index + 1,
+                        timepoint_date=tp.date,
+                        field=f"target[{lesion}]",
+                    )
         return self
 
 

@@ -16,13 +16,25 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from imaging.response.bor import BorNames, best_overall_response
 from imaging.response.common import (
-    CR, EPS, NE, PD, PR, SD,
-    Burden, Prepared, finite_or_none, fmt_pct, non_target_statuses, pct_change, present_new_lesions, target_burden,
+    CR,
+    EPS,
+    NE,
+    PD,
+    PR,
+    SD,
+    Burden,
+    Prepared,
+    finite_or_none,
+    fmt_pct,
+    non_target_statuses,
+    pct_change,
+    present_new_lesions,
+    target_burden,
     weeks_between,
 )
 from imaging.response.models import NewLesion, TargetLesion, Timepoint

@@ -6,13 +6,28 @@ Rules are small functions named after the rule; the papers' tables are data.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from imaging.response.bor import RECIST_NAMES, best_overall_response
 from imaging.response.common import (
-    CR, EPS, NA, NE, NON_CR_NON_PD, PD, PR, SD,
-    Burden, Prepared, finite_or_none, fmt_delta, fmt_mm, fmt_pct, non_target_statuses, pct_change, present_new_lesions,
+    CR,
+    EPS,
+    NA,
+    NE,
+    NON_CR_NON_PD,
+    PD,
+    PR,
+    SD,
+    Burden,
+    Prepared,
+    finite_or_none,
+    fmt_delta,
+    fmt_mm,
+    fmt_pct,
+    non_target_statuses,
+    pct_change,
+    present_new_lesions,
     target_burden,
 )
 from imaging.response.growth import hyperprogression_check

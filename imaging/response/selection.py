@@ -7,8 +7,8 @@ change the size rule and the limits (see :data:`SELECTION_RULES`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from imaging.response.errors import CourseError
 from imaging.response.models import TargetLesion

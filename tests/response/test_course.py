@@ -9,7 +9,16 @@ import sys
 
 import pytest
 
-from imaging.response import CRITERIA, Course, CourseError, TargetLesion, Timepoint, assess, course_from_dict, load_course
+from imaging.response import (
+    CRITERIA,
+    Course,
+    CourseError,
+    TargetLesion,
+    Timepoint,
+    assess,
+    course_from_dict,
+    load_course,
+)
 from tests.response.factory import START, calls, course, day, tp, week
 
 VALID = {
@@ -200,3 +209,20 @@ def test_every_criterion_gives_the_contract_shape(criterion):
         assert {"date", "response", "flags", "reason", "sum_mm", "change_from_baseline_pct", "change_from_nadir_pct",
                 "days_since_baseline"} <= set(row)
     assert {"response", "reason"} <= set(out["best_overall_response"])
+
+
+def test_a_baseline_target_missing_at_a_follow_up_is_an_error():
+    """Issue 8: an omitted target is ambiguous (gone? not looked at?): the error says how to write each."""
+    import pytest as _pytest
+
+    from imaging.response import CourseError
+    from tests.response.factory import course, day, tp, week
+
+    B = day(-3)  # baseline, before treatment start
+
+    with _pytest.raises(CourseError, match=r"timepoint 2 .*target\[T2\]: baseline target 'T2' is missing at this scan; "
+                                           r"give long_axis_mm: 0 if it has disappeared, null if it was not evaluated"):
+        course(tp(B, T1=30, T2=20), tp(week(6), T1=28))
+    # written explicitly, both readings are accepted
+    course(tp(B, T1=30, T2=20), tp(week(6), T1=28, T2=None))
+    course(tp(B, T1=30, T2=20), tp(week(6), T1=28, T2=0))

