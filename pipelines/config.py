@@ -211,4 +211,21 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
             where = f"{p}:{line}" if line else str(p)
             lines.append(f"{where}: {field}: {err['msg']}")
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
-    return config.resolved(p.resolve().parent)
+    config = config.resolved(p.resolve().parent)
+    problems = []
+    for loc, path, want_dir in (
+        (("dataset", "root"), config.dataset.root, True),
+        (("dataset", "clinical"), config.dataset.clinical, False),
+        (("dataset", "visits"), config.dataset.visits, False),
+    ):
+        if path is None:
+            continue
+        ok = path.is_dir() if want_dir else path.is_file()
+        if not ok:
+            line = _line_of(root_node, loc)
+            where = f"{p}:{line}" if line else str(p)
+            kind = "folder" if want_dir else "file"
+            problems.append(f"{where}: {'.'.join(loc)}: no such {kind}: {path}")
+    if problems:
+        raise ConfigError("invalid config\n  " + "\n  ".join(problems))
+    return config

@@ -18,7 +18,9 @@ criteria: [recist]
 """
 
 
-def _write(tmp_path: Path, text: str) -> Path:
+def _write(tmp_path: Path, text: str, *, make_root: bool = True) -> Path:
+    if make_root:
+        (tmp_path / "data").mkdir(exist_ok=True)
     p = tmp_path / "c.yaml"
     p.write_text(text)
     return p
@@ -77,3 +79,12 @@ def test_set_overrides_by_dotted_path(tmp_path):
 def test_not_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "dataset: [unclosed\n"))
+
+
+def test_missing_paths_name_field_line_and_path(tmp_path):
+    text = GOOD.replace("  root: data\n", "  root: data\n  clinical: nowhere.csv\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, text, make_root=False))
+    message = str(exc.value)
+    assert f"c.yaml:3: dataset.root: no such folder: {tmp_path / 'data'}" in message
+    assert f"c.yaml:4: dataset.clinical: no such file: {tmp_path / 'nowhere.csv'}" in message
