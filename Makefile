@@ -34,7 +34,14 @@ system-deps:
 test: $(SAMPLE_STAMP) system-deps
 	$(PY) -m pytest -q
 
-bench: $(SAMPLE_STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+# Side-by-side figures against the peers (installed only here); prints a table, writes benchmarks/results/latest.json.
+bench: $(SAMPLE_STAMP) $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
 
 # ruff (lint) over the library, the pipelines, the tests and the benchmarks.
