@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.commands import assess, run
+from pipelines.commands import assess, index, run
 
 app = typer.Typer(
     name="tumor-response",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (run, assess):
+for _module in (run, assess, index):
     _module.register(app)
 
 

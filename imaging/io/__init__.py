@@ -1,13 +1,42 @@
-"""Loaders: DICOM series, NIfTI volumes and label maps, into SimpleITK images in LPS."""
+"""Loaders: DICOM archives and series, NIfTI volumes and label maps, into SimpleITK images in LPS.
 
-from imaging.io.dicom import DicomHeader, ScanResult, SeriesInfo, group_series, load_series, read_header, scan_archive
-from imaging.io.errors import DicomFileError, GeometryError, ImagingError, MaskError, NiftiError, SeriesError
-from imaging.io.geometry import Geometry
-from imaging.io.masks import load_label_map
-from imaging.io.nifti import load_nifti, save_nifti
+Public surface:
+
+- crawl and index: :func:`scan_archive` (headers only, optional SQLite catalogue),
+  :func:`group_series` (Patient / Study / Series, split into volumes), :func:`read_header`;
+- volumes: :func:`load_series` / :func:`read_series` (DICOM), :func:`load_nifti` /
+  :func:`read_nifti`, :func:`load_volume` (folder, DICOM, NIfTI, NRRD), :func:`save_nifti`;
+- masks: :func:`load_label_map` / :func:`read_label_map` (NIfTI, NRRD, DICOM SEG, RTSTRUCT);
+- the error hierarchy under :class:`ImagingError`.
+
+``read_*`` functions return a :class:`LoadedVolume` (image + problems found);
+``load_*`` return the image and log the problems.
+"""
+
+from imaging.io.catalogue import CATALOGUE_NAME
+from imaging.io.crawl import default_catalogue, scan_archive
+from imaging.io.dicom import DicomHeader, FrameInfo, ScanResult, read_header
+from imaging.io.errors import (
+    ArchiveError,
+    CatalogueError,
+    DicomFileError,
+    GeometryError,
+    ImagingError,
+    MaskError,
+    NiftiError,
+    SeriesError,
+)
+from imaging.io.geometry import Geometry, LoadedVolume
+from imaging.io.grouping import SeriesInfo, group_series
+from imaging.io.masks import load_label_map, read_label_map
+from imaging.io.nifti import load_nifti, read_nifti, save_nifti
+from imaging.io.pixels import read_pixels
+from imaging.io.series import load_series, read_series
+from imaging.io.volume import load_volume
 
 __all__ = [
-    "DicomFileError", "DicomHeader", "Geometry", "GeometryError", "ImagingError", "MaskError", "NiftiError",
-    "ScanResult", "SeriesError", "SeriesInfo", "group_series", "load_label_map", "load_nifti", "load_series",
-    "read_header", "save_nifti", "scan_archive",
+    "CATALOGUE_NAME", "ArchiveError", "CatalogueError", "DicomFileError", "DicomHeader", "FrameInfo", "Geometry",
+    "GeometryError", "ImagingError", "LoadedVolume", "MaskError", "NiftiError", "ScanResult", "SeriesError",
+    "SeriesInfo", "default_catalogue", "group_series", "load_label_map", "load_nifti", "load_series", "load_volume",
+    "read_header", "read_label_map", "read_nifti", "read_pixels", "read_series", "save_nifti", "scan_archive",
 ]

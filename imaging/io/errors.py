@@ -29,3 +29,11 @@ class NiftiError(ImagingError):
 
 class MaskError(ImagingError):
     """A mask / label map does not fit its image."""
+
+
+class ArchiveError(ImagingError):
+    """An archive folder cannot be crawled at all (missing, not a folder)."""
+
+
+class CatalogueError(ImagingError):
+    """The SQLite index catalogue cannot be opened or is not a catalogue of this tool."""

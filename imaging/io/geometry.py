@@ -75,3 +75,21 @@ class Geometry:
             "origin_lps": list(self.origin_lps),
             "direction": list(self.direction),
         }
+
+
+@dataclass(frozen=True)
+class LoadedVolume:
+    """A loaded volume and what the loader found worth reporting about it.
+
+    ``problems`` are plain sentences (a resampled gantry tilt, dropped
+    duplicate slices, sform/qform disagreement ...); the image itself is
+    always in DICOM LPS.
+    """
+
+    image: sitk.Image
+    problems: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry.of(self.image)
