@@ -102,11 +102,14 @@ def load_visits(path: Path | None) -> dict[str, list[Visit]]:
     return out
 
 
-def discover(dataset: DatasetConfig) -> Discovery:
-    """Find every patient's time points: a DICOM crawl, or a NIfTI folder layout (by ``dataset.kind``)."""
+def discover(dataset: DatasetConfig, catalogue: Path | None = None) -> Discovery:
+    """Find every patient's time points: a DICOM crawl, or a NIfTI folder layout (by ``dataset.kind``).
+
+    ``catalogue``: an SQLite header catalogue for the DICOM crawl (a rerun re-reads only changed files).
+    """
     if dataset.kind == "nifti":
         return _discover_nifti(dataset)
-    return _discover_dicom(dataset)
+    return _discover_dicom(dataset, catalogue)
 
 
 def _discover_nifti(dataset: DatasetConfig) -> Discovery:
@@ -141,9 +144,9 @@ def _discover_nifti(dataset: DatasetConfig) -> Discovery:
     return found
 
 
-def _discover_dicom(dataset: DatasetConfig) -> Discovery:
+def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery:
     """Crawl ``dataset.root``; one time point per (patient, study) holding one image series of the wanted modality."""
-    scan = scan_archive(dataset.root)
+    scan = scan_archive(dataset.root, catalogue=catalogue)
     found = Discovery(skipped_files=list(scan.skipped))
     by_study: dict[tuple[str, str], list[SeriesInfo]] = defaultdict(list)
     for s in group_series(scan.headers):

@@ -127,6 +127,7 @@ def _measure_all(
                 summary.task_seconds += outcome["seconds"]
                 summary.n_cached += int(outcome["cached"])
                 results[key] = measured_from_dict(outcome["result"], tp)
+                summary.notes.extend(f"{task_id}: {p}" for p in results[key].problems)
                 log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
             progress.advance(bar)
             if not show_bar:
@@ -209,7 +210,9 @@ def _run_locked(
     run_id = ledger.start_run(_config_hash(config))
     summary = RunSummary(output_dir=out)
     try:
-        found = discover(config.dataset)
+        # The header catalogue speeds up reruns but holds raw PatientIDs: none when pseudonymising.
+        catalogue = None if config.privacy.pseudonymise else out / "index.sqlite"
+        found = discover(config.dataset, catalogue=catalogue)
         summary.notes.extend(found.problems)
         if found.skipped_files:
             summary.notes.append(

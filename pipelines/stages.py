@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, fields
 
-from imaging.io import Geometry, load_label_map, load_nifti, load_series
+from imaging.io import Geometry, load_label_map, read_nifti, read_series
 from imaging.io.errors import ImagingError
 from imaging.measurement import LesionMeasurement, measure_lesions
 from imaging.segmentation import lesion_label_map
@@ -32,6 +32,7 @@ class MeasuredTimepoint:
     slice_thickness_mm: float
     geometry: Geometry
     lesions: tuple[LesionMeasurement, ...]
+    problems: tuple[str, ...] = ()  # what the loader corrected or noticed (resampled tilt, dropped duplicates, ...)
 
 
 def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTimepoint:
@@ -49,10 +50,11 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
         if tp.image_path is not None:
             if not tp.image_path.is_file():
                 raise StageError(f"{where}: no image at {tp.image_path}")
-            image = load_nifti(tp.image_path)
+            loaded = read_nifti(tp.image_path)
         else:
             assert tp.series is not None
-            image = load_series(tp.series)
+            loaded = read_series(tp.series)
+        image = loaded.image
     except ImagingError as exc:
         raise StageError(f"{where}: loading the scan failed: {exc}") from exc
     if not tp.mask_path.is_file():
@@ -73,6 +75,7 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
         slice_thickness_mm=float(thickness),
         geometry=geometry,
         lesions=tuple(measure_lesions(labels)),
+        problems=tuple(loaded.problems),
     )
 
 
@@ -90,6 +93,7 @@ def measured_to_dict(m: MeasuredTimepoint) -> dict:
     """
     return {
         "slice_thickness_mm": m.slice_thickness_mm,
+        "problems": list(m.problems),
         "geometry": m.geometry.to_dict(),
         "lesions": [lesion.to_dict() for lesion in m.lesions],
     }
@@ -114,4 +118,5 @@ def measured_from_dict(d: dict, tp: TimepointSource) -> MeasuredTimepoint:
             direction=tuple(g["direction"]),
         ),
         lesions=lesions,
+        problems=tuple(d.get("problems", ())),
     )
