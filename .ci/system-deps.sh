@@ -6,6 +6,12 @@
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Packages by their dpkg state: Orthanc lives in /usr/sbin (not on a user's PATH) and the DICOMweb
+# plugin is a shared library, so `command -v` cannot see them.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in orthanc orthanc-dicomweb dicom3tools; do
+  installed "$pkg" || need+=("$pkg")
+done
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -103,11 +103,24 @@ class ExecutorConfig(_Strict):
 
 class PrivacyConfig(_Strict):
     """Identifiers in outputs (see pipelines/privacy.py). ``key`` or ``key_env`` (the name of an
-    environment variable holding the key; keeps the secret out of the config file)."""
+    environment variable holding the key; keeps the secret out of the config file).
 
+    ``keep_identifiers``: DICOM objects the run writes (SEG, SR) copy the source's patient
+    name, birth date, accession number, referring physician and institution only when true;
+    by default those are emptied and PatientName/PatientID are the output patient id.
+    """
+
+    keep_identifiers: bool = False
     pseudonymise: bool = False
     key: SecretStr | None = None
     key_env: str | None = None
+
+
+class OutputsConfig(_Strict):
+    """Optional outputs: ``dicom`` writes a DICOM SEG and an SR Measurement Report (TID 1500) per DICOM
+    patient-time point under ``<output_dir>/dicom/`` (see docs/pacs.md)."""
+
+    dicom: bool = False
 
 
 class RunConfig(_Strict):
@@ -120,6 +133,7 @@ class RunConfig(_Strict):
     criteria: list[CriterionName] = Field(default_factory=lambda: ["recist"], min_length=1)
     executor: ExecutorConfig = ExecutorConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    outputs: OutputsConfig = OutputsConfig()
     cache: bool = Field(default=True, description="reuse stage results whose inputs, settings and code are unchanged")
 
     def resolved(self, base_dir: Path) -> RunConfig:

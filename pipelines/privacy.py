@@ -42,6 +42,11 @@ class Pseudonymiser:
             raise PrivacyError("privacy key: at least 16 characters are required for a keyed hash worth the name")
         self._key = secret.encode()
 
+    @property
+    def key(self) -> bytes | None:
+        """The secret behind the pseudonyms (for keyed UIDs of exported objects); ``None`` when disabled."""
+        return self._key
+
     def _digest(self, kind: str, value: str) -> str:
         assert self._key is not None
         return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()

@@ -235,6 +235,8 @@ def _run_locked(
         write_parquet_atomic(out / "lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
         write_csv_atomic(out / "responses.csv", summary.response_rows, RESPONSE_COLUMNS)
         write_csv_atomic(out / "best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
+        if config.outputs.dicom:
+            _export_dicom(config, summary)
         write_csv_atomic(out / "failures.csv", summary.failures, FAILURE_COLUMNS)
         write_json_atomic(
             out / "summary.json",
@@ -250,6 +252,24 @@ def _run_locked(
         logging.getLogger().removeHandler(handler)
         handler.close()
     return summary
+
+
+def _export_dicom(config: RunConfig, summary: RunSummary) -> None:
+    """DICOM SEG + SR per DICOM patient-time point (outputs.dicom); failures recorded, the run goes on."""
+    from pipelines.export import ExportError, export_run
+
+    if config.dataset.kind != "dicom":
+        summary.notes.append(f"outputs.dicom: the dataset is {config.dataset.kind}; DICOM SEG/SR are made only for DICOM sources")
+        return
+    try:
+        exported = export_run(config.output_dir, config.output_dir / "dicom", config=config)
+    except ExportError as exc:
+        summary.failures.append({"patient_id": "", "date": "", "stage": "export", "reason": str(exc)})
+        return
+    for message in exported.failed:
+        summary.failures.append({"patient_id": "", "date": "", "stage": "export", "reason": message})
+    summary.notes.extend(f"export: {m}" for m in exported.skipped)
+    summary.notes.append(f"DICOM SEG/SR: {len(exported.written)} object(s) under {config.output_dir / 'dicom'}")
 
 
 def _assess_patient(

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imaging.response import CRITERIA, Assessment, CourseError, assess, check_criterion, load_course
+from imaging.response import CRITERIA, Assessment, CourseError, assess, check_criterion, course_from_dict, load_course
 
 
 def _pct(value: float | None) -> str:
@@ -56,7 +56,8 @@ def assessment_table(assessment: Assessment) -> Table:
 
 
 def assess_command(
-    course: Annotated[Path, typer.Argument(help="patient course file (YAML or JSON, see docs/response.md)")],
+    course: Annotated[Path, typer.Argument(
+        help="patient course file (YAML or JSON, see docs/response.md), or a folder of DICOM SR Measurement Reports")],
     criteria: Annotated[
         str, typer.Option("--criteria", "-c", help=f"comma-separated criteria: {', '.join(CRITERIA)}")
     ] = "recist",
@@ -67,7 +68,13 @@ def assess_command(
         names = [check_criterion(name) for name in criteria.split(",") if name.strip()]
         if not names:
             raise CourseError(f"no criterion given; valid: {', '.join(CRITERIA)}", field="--criteria")
-        loaded = load_course(course)
+        if course.is_dir():
+            # A folder of DICOM SR Measurement Reports (TID 1500) as viewers write them.
+            from pipelines.sr_course import course_from_sr_folder
+
+            loaded = course_from_dict(course_from_sr_folder(course), source=str(course))
+        else:
+            loaded = load_course(course)
         assessments = [assess(loaded, name) for name in names]
     except CourseError as exc:
         typer.echo(f"error: {exc}", err=True)

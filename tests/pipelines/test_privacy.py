@@ -37,9 +37,11 @@ def _all_output_text(out: Path) -> str:
 
 
 def test_no_header_identifier_in_any_output(phi_archive, tmp_path):
+    """Every file of a run, DICOM SEG/SR included, read as bytes: no identifier from the headers."""
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(phi_archive), "--set", f"output_dir={out}"])
+    result = CliRunner().invoke(app, ["run", str(phi_archive), "--set", f"output_dir={out}", "--set", "outputs.dicom=true"])
     assert result.exit_code == 0, result.output
+    assert len(list((out / "dicom").rglob("*.dcm"))) == 12  # SEG + SR for 2 patients x 3 time points
     text = _all_output_text(out) + result.output
     for value in (*PHI.values(), "SMITH", "19561203", "1956-12-03"):
         assert value not in text, value

@@ -1,0 +1,315 @@
+"""Results of a run as DICOM: a SEG and an SR Measurement Report per DICOM patient-time point.
+
+The run's outputs (``lesions.csv``, ``responses.csv``) give the lesion ids,
+measurements and calls; the dataset (found again from the run's
+``provenance.json``) gives the source series and label maps. Each time point's
+pair is written to a staging folder and renamed into place only when both
+objects are complete, so a failure leaves the previous pair or nothing.
+
+No image maths here: this module composes :mod:`imaging.io`,
+:mod:`imaging.segmentation` and :mod:`imaging.report`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from pipelines.config import RunConfig
+from pipelines.discover import TimepointSource, discover
+from pipelines.outputs import safe_name
+from pipelines.privacy import PrivacyError, Pseudonymiser
+
+log = logging.getLogger("tumor_response.export")
+
+#: How provenance.json writes a secret (pydantic's SecretStr).
+_MASKED_KEY = "**********"
+
+SEG_NAME = "lesions-seg.dcm"
+SR_NAME = "measurements-sr.dcm"
+
+
+class ExportError(RuntimeError):
+    """Nothing can be exported (no run, a NIfTI dataset, an unusable privacy key); nothing was written."""
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and what it left out (with why)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _software_version() -> str:
+    try:
+        return version("tumor-response")
+    except PackageNotFoundError:
+        return "0"
+
+
+def load_run_config(run_dir: Path, dataset_root: Path | None = None) -> RunConfig:
+    """The config a run was made with, from its ``provenance.json`` (``dataset_root`` replaces the dataset root).
+
+    Raises
+    ------
+    ExportError
+        No provenance, or one that does not hold a valid config.
+    """
+    prov = run_dir / "provenance.json"
+    try:
+        data = json.loads(prov.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{prov}: cannot read the run's provenance ({exc}); is {run_dir} a run's output folder?") from exc
+    raw = data.get("config")
+    if not isinstance(raw, dict):
+        raise ExportError(f"{prov}: no `config` in the provenance")
+    if dataset_root is not None:
+        raw = {**raw, "dataset": {**raw.get("dataset", {}), "root": str(dataset_root)}}
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ExportError(f"{prov}: the recorded config is not valid any more ({exc.errors()[0]['msg']})") from exc
+
+
+def _pseudonymiser(config: RunConfig, key_env: str | None) -> Pseudonymiser:
+    """The run's pseudonymiser: provenance masks an inline key, so it must come from an environment variable."""
+    privacy = config.privacy
+    if not privacy.pseudonymise:
+        return Pseudonymiser(privacy)
+    if key_env is None and privacy.key is not None and privacy.key.get_secret_value() != _MASKED_KEY:
+        return Pseudonymiser(privacy)  # a live config (export called by `run`), not one read back from provenance
+    env = key_env or privacy.key_env
+    if not env:
+        raise ExportError(
+            "the run pseudonymised its outputs with a key given in the config, which provenance.json does not keep; "
+            "put the key in an environment variable and name it with --key-env"
+        )
+    try:
+        return Pseudonymiser(privacy.model_copy(update={"key": None, "key_env": env}))
+    except PrivacyError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    dataset_root: str | os.PathLike[str] | None = None,
+    *,
+    config: RunConfig | None = None,
+    patients: Iterable[str] | None = None,
+    key_env: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ExportSummary:
+    """Write a DICOM SEG and an SR Measurement Report for every DICOM patient-time point of a run.
+
+    Parameters
+    ----------
+    run_dir
+        The run's output folder (``provenance.json``, ``lesions.csv``, ``responses.csv``).
+    out_dir
+        Where ``<patient>/<date>/lesions-seg.dcm`` and ``measurements-sr.dcm`` go
+        (``<patient>`` as the run's outputs name it, i.e. pseudonymised if the run was).
+    dataset_root
+        The dataset's root when it moved since the run; default: the root in the run's config.
+    config
+        The run's config, when the caller has it (``run`` with ``outputs.dicom``); default: read
+        from ``run_dir/provenance.json``.
+    patients
+        Export only these patients (ids as in the run's outputs).
+    key_env
+        Environment variable holding the privacy key of a pseudonymised run.
+    progress
+        Called with a line per time point done.
+
+    Returns
+    -------
+    ExportSummary
+        Files written; time points left out (failed in the run, no lesion rows) and
+        those whose export failed, each with its reason.
+
+    Raises
+    ------
+    ExportError
+        Before writing anything: no run there, a NIfTI dataset (DICOM SEG and SR
+        need DICOM source images), an unusable privacy key.
+    """
+    from imaging.io import ImagingError, load_label_map, load_series
+    from imaging.report.dicom_seg import DicomExportError
+
+    run = Path(run_dir)
+    out = Path(out_dir)
+    if config is None:
+        config = load_run_config(run, Path(dataset_root) if dataset_root is not None else None)
+    elif dataset_root is not None:
+        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"root": Path(dataset_root)})})
+    if config.dataset.kind != "dicom":
+        raise ExportError(
+            f"run {run}: the dataset is {config.dataset.kind} ({config.dataset.root}); DICOM SEG and SR are made only "
+            "for DICOM sources, which they reference (series, frame of reference, study). Nothing was written."
+        )
+    anon = _pseudonymiser(config, key_env)
+    lesion_rows = _read_csv(run / "lesions.csv")
+    response_rows = _read_csv(run / "responses.csv")
+    if not config.dataset.root.is_dir():
+        raise ExportError(f"dataset root {config.dataset.root} is not a folder; pass --dataset-root if it moved")
+
+    rows_by_tp: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in lesion_rows:
+        rows_by_tp[(row["patient_id"], row["date"])].append(row)
+    calls_by_tp: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in response_rows:
+        calls_by_tp[(row["patient_id"], row["date"])].append(row)
+
+    wanted = set(patients) if patients is not None else None
+    found = discover(config.dataset)
+    summary = ExportSummary()
+    for patient_id in sorted(found.patients):
+        out_id = anon.patient(patient_id)
+        if wanted is not None and out_id not in wanted and patient_id not in wanted:
+            continue
+        for tp in found.patients[patient_id]:
+            key = (out_id, tp.study_date.isoformat())
+            where = f"patient {out_id}, {key[1]}"
+            rows = rows_by_tp.get(key)
+            if tp.series is None:
+                summary.skipped.append(f"{where}: {tp.problem or 'no DICOM image series'}")
+                continue
+            if not rows:
+                summary.skipped.append(f"{where}: no lesion rows in the run (the time point failed or has no lesion)")
+                continue
+            if any(r.get("series_uid") and r["series_uid"] != anon.uid(tp.series.series_uid) for r in rows):
+                summary.failed.append(f"{where}: the dataset's series differs from the run's; rerun before exporting")
+                continue
+            try:
+                image = load_series(tp.series)
+                labels = load_label_map(tp.mask_path, image)
+                written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
+                                            out / safe_name(out_id) / key[1], anon, out_id)
+            except (ImagingError, DicomExportError, ValueError, OSError) as exc:
+                reason = anon.scrub(f"{type(exc).__name__}: {exc}", [patient_id])
+                summary.failed.append(f"{where}: {reason}")
+                log.error("export %s failed: %s", where, reason)
+                continue
+            except Exception as exc:  # a defect must not cost the batch its other outputs: recorded, not raised
+                reason = anon.scrub(f"unexpected {type(exc).__name__}: {exc}", [patient_id])
+                log.exception("export %s failed", where)
+                summary.failed.append(f"{where}: {reason}")
+                continue
+            summary.written.extend(written)
+            if progress:
+                progress(f"{where}: " + ", ".join(p.name for p in written))
+    return summary
+
+
+#: Direct identifiers of the patient module and its neighbours, emptied unless privacy.keep_identifiers.
+_IDENTIFYING = ("PatientBirthDate", "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "PatientAddress",
+                "PatientTelephoneNumbers", "AccessionNumber", "ReferringPhysicianName", "InstitutionName",
+                "InstitutionAddress")
+
+
+def _deidentify(path: Path, out_id: str, *, removed: bool) -> None:
+    """Patient name and id become the output id; direct identifiers are emptied (Type 2 attributes stay present).
+
+    ``removed``: the id is a keyed pseudonym too, so the object declares PatientIdentityRemoved YES.
+    """
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PatientName = f"{out_id}^"  # family-name component: a PN with no "^" is the retired ACR-NEMA form
+    ds.PatientID = out_id
+    for keyword in _IDENTIFYING:
+        if keyword in ds:
+            setattr(ds, keyword, "")
+    if removed:
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "tumor-response: keyed pseudonym for PatientID; identifying attributes emptied"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _export_timepoint(
+    tp: TimepointSource, labels, rows: list[dict[str, str]], call_rows: list[dict[str, str]],
+    config: RunConfig, target: Path, anon: Pseudonymiser, out_id: str,
+) -> list[Path]:
+    """Write one time point's SEG and SR into ``target`` (staged, then renamed); the paths written."""
+    from imaging.report.dicom_seg import DicomExportError, write_seg
+    from imaging.report.dicom_sr import CriterionCall, LesionRecord, write_sr
+    from imaging.segmentation import lesion_label_map
+
+    assert tp.series is not None
+    labels = lesion_label_map(labels, mode=config.lesions.mode, min_volume_mm3=config.lesions.min_volume_mm3)
+    lesion_ids = {int(r["label"]): r["lesion_id"] for r in rows if r.get("label")}
+    organs = {int(r["label"]): r.get("organ", "") for r in rows if r.get("label")}
+    records = [
+        LesionRecord(
+            lesion_id=r["lesion_id"],
+            status=r["status"],
+            long_axis_mm=_float(r.get("long_axis_mm")),
+            short_axis_mm=_float(r.get("short_axis_mm")),
+            perpendicular_mm=_float(r.get("perpendicular_mm")),
+            volume_mm3=_float(r.get("volume_mm3")),
+            organ=r.get("organ", ""),
+            nodal=r.get("nodal", "").lower() == "true",
+        )
+        for r in rows
+        if r["status"] in ("present", "absent", "new")
+    ]
+    calls = [
+        CriterionCall(criterion=c["criterion"], response=c["response"] or None,
+                      flags=tuple(f for f in c.get("flags", "").split(";") if f), reason=c.get("reason", ""))
+        for c in call_rows
+    ]
+    software = _software_version()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        seg = None
+        segments: list = []
+        try:
+            seg, segments = write_seg(tp.series.files, labels, lesion_ids, stage / SEG_NAME, organs=organs,
+                                      uid_key=anon.key, software_version=software)
+        except DicomExportError as exc:
+            if "no lesion voxel" not in str(exc):
+                raise
+            log.info("%s: %s; SR only", target, exc)
+        write_sr(tp.series.files, stage / SR_NAME, records, calls, seg=seg, segments=segments,
+                 time_point=tp.study_date.isoformat(), uid_key=anon.key, software_version=software)
+        if not config.privacy.keep_identifiers:
+            for name in (SEG_NAME, SR_NAME):
+                if (stage / name).is_file():
+                    _deidentify(stage / name, out_id, removed=anon.enabled)
+        target.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in (SEG_NAME, SR_NAME):
+            if (stage / name).is_file():
+                os.replace(stage / name, target / name)
+                written.append(target / name)
+            else:
+                (target / name).unlink(missing_ok=True)  # a SEG of an earlier export that no longer applies
+        return written
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
