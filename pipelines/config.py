@@ -116,11 +116,24 @@ class PrivacyConfig(_Strict):
     key_env: str | None = None
 
 
+class RadiomicsConfig(_Strict):
+    """pyradiomics features per lesion per time point (``radiomics.csv``, with the change from the previous
+    time point). ``params``: a pyradiomics params YAML (relative to the run config); MR series are
+    z-score normalised (``mr_settings``) so their features compare across scans."""
+
+    enabled: bool = False
+    params: Path | None = Field(default=None, description="default: the package's configs/radiomics.yaml")
+    mr_settings: dict[str, float | int | bool] = Field(
+        default_factory=lambda: {"normalize": True, "normalizeScale": 100, "binWidth": 5}
+    )
+
+
 class OutputsConfig(_Strict):
     """Optional outputs: ``dicom`` writes a DICOM SEG and an SR Measurement Report (TID 1500) per DICOM
     patient-time point under ``<output_dir>/dicom/`` (see docs/pacs.md)."""
 
     dicom: bool = False
+    snapshots: bool = Field(default=True, description="a PNG per lesion per time point: long-axis slice, outline, diameters")
 
 
 class RunConfig(_Strict):
@@ -134,6 +147,7 @@ class RunConfig(_Strict):
     executor: ExecutorConfig = ExecutorConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     outputs: OutputsConfig = OutputsConfig()
+    radiomics: RadiomicsConfig = RadiomicsConfig()
     cache: bool = Field(default=True, description="reuse stage results whose inputs, settings and code are unchanged")
 
     def resolved(self, base_dir: Path) -> RunConfig:
@@ -148,7 +162,8 @@ class RunConfig(_Strict):
             update={"root": absolute(self.dataset.root), "clinical": absolute(self.dataset.clinical),
                     "visits": absolute(self.dataset.visits)}
         )
-        return self.model_copy(update={"dataset": dataset, "output_dir": absolute(self.output_dir)})
+        radiomics = self.radiomics.model_copy(update={"params": absolute(self.radiomics.params)})
+        return self.model_copy(update={"dataset": dataset, "output_dir": absolute(self.output_dir), "radiomics": radiomics})
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -231,6 +246,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
         (("dataset", "root"), config.dataset.root, True),
         (("dataset", "clinical"), config.dataset.clinical, False),
         (("dataset", "visits"), config.dataset.visits, False),
+        (("radiomics", "params"), config.radiomics.params, False),
     ):
         if path is None:
             continue

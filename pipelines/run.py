@@ -38,7 +38,7 @@ from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
 from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from pipelines.privacy import PrivacyError, Pseudonymiser
-from pipelines.stages import MeasuredTimepoint, StageError, measured_from_dict
+from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict
 from pipelines.tasks import measure_job
 
 log = logging.getLogger("tumor_response.run")
@@ -55,6 +55,7 @@ RESPONSE_COLUMNS = (
 )
 BEST_COLUMNS = ("patient_id", "criterion", "response", "date", "reason")
 FAILURE_COLUMNS = ("patient_id", "date", "stage", "reason")
+RADIOMICS_COLUMNS = ("patient_id", "date", "lesion_id", "feature", "value", "change", "change_pct")
 _PROVENANCE_PACKAGES = ("tumor-response", "numpy", "scipy", "SimpleITK", "pydicom", "nibabel", "scikit-image",
                         "pyradiomics-bhklab", "pydantic", "dask", "distributed", "pyarrow")
 
@@ -69,6 +70,7 @@ class RunSummary:
     lesion_rows: list[dict[str, Any]] = field(default_factory=list)
     response_rows: list[dict[str, Any]] = field(default_factory=list)
     best_rows: list[dict[str, Any]] = field(default_factory=list)
+    radiomics_rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     task_seconds: float = 0.0
@@ -93,6 +95,32 @@ def _attach_log_file(out: Path) -> logging.Handler:
     return handler
 
 
+def _metadata_path(config: RunConfig, patient_id: str) -> Path | None:
+    if not config.dataset.lesion_metadata:
+        return None
+    return config.dataset.root / config.dataset.lesion_metadata.format(patient_id=patient_id, study_date="", timepoint="")
+
+
+def _extras(config: RunConfig, patient_id: str, anon: Pseudonymiser) -> Extras:
+    """Snapshots and radiomics a patient's measure tasks make (lesion names from the sidecar when readable;
+    a sidecar that cannot be read fails the patient's assessment, where it is recorded)."""
+    try:
+        names = tuple(sorted((k, v.lesion_id) for k, v in load_lesion_metadata(_metadata_path(config, patient_id)).items()))
+    except ValueError:
+        names = ()
+    params = None
+    if config.radiomics.enabled:
+        from imaging.measurement.radiomics import DEFAULT_PARAMS
+
+        params = config.radiomics.params or DEFAULT_PARAMS
+    return Extras(
+        snapshot_dir=config.output_dir / "snapshots" / safe_name(anon.patient(patient_id)) if config.outputs.snapshots else None,
+        lesion_names=names,
+        radiomics_params=params,
+        mr_settings=tuple(sorted(config.radiomics.mr_settings.items())),
+    )
+
+
 def _measure_all(
     config: RunConfig, sources: list[TimepointSource], ledger: Ledger, console: Console, summary: RunSummary,
     anon: Pseudonymiser,
@@ -100,11 +128,14 @@ def _measure_all(
     patient_ids = sorted({tp.patient_id for tp in sources})
     cache_root = config.output_dir / "cache" if config.cache else None
     jobs = []
+    extras_of: dict[str, Extras] = {}
     for tp in sources:
+        if tp.patient_id not in extras_of:
+            extras_of[tp.patient_id] = _extras(config, tp.patient_id, anon)
         task_id = f"measure:{anon.patient(tp.patient_id)}:{tp.study_date.isoformat()}"
         ledger.register(task_id, "measure", anon.patient(tp.patient_id), tp.study_date.isoformat(), None)
         ledger.running(task_id)
-        jobs.append(((task_id, tp), measure_job, (tp, config.lesions, cache_root)))
+        jobs.append(((task_id, tp), measure_job, (tp, config.lesions, cache_root, extras_of[tp.patient_id])))
 
     results: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint] = {}
     show_bar = console.is_terminal
@@ -235,6 +266,8 @@ def _run_locked(
         write_parquet_atomic(out / "lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
         write_csv_atomic(out / "responses.csv", summary.response_rows, RESPONSE_COLUMNS)
         write_csv_atomic(out / "best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
+        if config.radiomics.enabled:
+            write_csv_atomic(out / "radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
         if config.outputs.dicom:
             _export_dicom(config, summary)
         write_csv_atomic(out / "failures.csv", summary.failures, FAILURE_COLUMNS)
@@ -289,11 +322,7 @@ def _assess_patient(
     ledger.running(task_id)
     t0 = time.perf_counter()
     try:
-        meta_path = (
-            config.dataset.root / config.dataset.lesion_metadata.format(patient_id=patient_id, study_date="")
-            if config.dataset.lesion_metadata else None
-        )
-        metadata = load_lesion_metadata(meta_path)
+        metadata = load_lesion_metadata(_metadata_path(config, patient_id))
         tps = [measured[(patient_id, tp.study_date)] for tp in sources]
         course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata,
                                                config.lesions.default_organ, visits)
@@ -330,9 +359,29 @@ def _assess_patient(
         log.error("%s failed: %s", task_id, reason)
         return
     summary.lesion_rows.extend(rows)
+    summary.radiomics_rows.extend(_radiomics_rows(out_id, tps, metadata))
     summary.response_rows.extend(response_rows)
     summary.best_rows.extend(best_rows)
     ledger.done(task_id, time.perf_counter() - t0)
+
+
+def _radiomics_rows(out_id: str, tps: list, metadata: dict) -> list[dict[str, Any]]:
+    """Long format: one row per lesion x time point x feature, with the change since the lesion's previous scan."""
+    from imaging.measurement.radiomics import feature_deltas
+
+    rows: list[dict[str, Any]] = []
+    previous: dict[int, dict[str, float]] = {}
+    for tp in sorted((t for t in tps if isinstance(t, MeasuredTimepoint)), key=lambda t: t.study_date):
+        for label, features in sorted(tp.radiomics.items()):
+            name = metadata[label].lesion_id if label in metadata else f"L{label}"
+            deltas = feature_deltas(previous[label], features) if label in previous else {}
+            for feature, value in sorted(features.items()):
+                d = deltas.get(feature, {})
+                rows.append({"patient_id": out_id, "date": tp.study_date.isoformat(), "lesion_id": name,
+                             "feature": feature, "value": value, "change": d.get("absolute"),
+                             "change_pct": None if d.get("relative") is None else round(100 * d["relative"], 4)})
+            previous[label] = features
+    return rows
 
 
 def _provenance(config: RunConfig, started: dt.datetime, summary: RunSummary) -> dict[str, Any]:

@@ -6,14 +6,18 @@ No image maths here: this module only calls :mod:`imaging`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from imaging.io import Geometry, load_label_map, read_nifti, read_series
 from imaging.io.errors import ImagingError
 from imaging.measurement import LesionMeasurement, measure_lesions
-from imaging.segmentation import lesion_label_map
+from imaging.measurement.radiomics import RadiomicsError, radiomics_features
+from imaging.measurement.snapshot import snapshot_png
+from imaging.segmentation import label_fragments, lesion_label_map
 from pipelines.config import LesionConfig
 from pipelines.discover import TimepointSource
+from pipelines.outputs import safe_name
 
 
 class StageError(Exception):
@@ -33,10 +37,37 @@ class MeasuredTimepoint:
     geometry: Geometry
     lesions: tuple[LesionMeasurement, ...]
     problems: tuple[str, ...] = ()  # what the loader corrected or noticed (resampled tilt, dropped duplicates, ...)
+    radiomics: dict[int, dict[str, float]] = field(default_factory=dict)  # label -> pyradiomics features
 
 
-def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTimepoint:
-    """Load ``tp``'s series and mask and measure its lesions.
+@dataclass(frozen=True)
+class Extras:
+    """What a measure task makes besides the measurements, while the scan is in memory.
+
+    ``snapshot_dir``: write ``<date>_<lesion id>.png`` per lesion there; ``lesion_names``: label ->
+    lesion id for those names; ``radiomics_params``: compute pyradiomics features per lesion with this
+    params file (``mr_settings`` override it for MR).
+    """
+
+    snapshot_dir: Path | None = None
+    lesion_names: tuple[tuple[int, str], ...] = ()
+    radiomics_params: Path | None = None
+    mr_settings: tuple[tuple[str, float | int | bool], ...] = ()
+
+    def name_of(self, label: int) -> str:
+        return dict(self.lesion_names).get(label, f"L{label}")
+
+    def snapshot_paths(self, tp: TimepointSource, labels: list[int]) -> list[Path]:
+        if self.snapshot_dir is None:
+            return []
+        return [self.snapshot_dir / f"{tp.study_date.isoformat()}_{safe_name(self.name_of(v))}.png" for v in labels]
+
+
+def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras | None = None) -> MeasuredTimepoint:
+    """Load ``tp``'s series and mask and measure its lesions (and make the ``extras`` asked for).
+
+    A snapshot or radiomics failure of one lesion is recorded in ``problems``; it does not fail the
+    time point, whose measurements stand.
 
     Raises
     ------
@@ -66,6 +97,31 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
     labels = lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
     geometry = Geometry.of(image)
     thickness = (tp.series.slice_thickness_mm if tp.series else None) or geometry.spacing_mm[2]
+    measurements = tuple(measure_lesions(labels))
+    problems = list(loaded.problems)
+    if lesions.mode == "labels":
+        min_voxels = max(1, int(lesions.min_volume_mm3 / geometry_voxel_mm3(labels)))
+        for value, parts in label_fragments(labels, min_voxels).items():
+            name = extras.name_of(value) if extras else f"L{value}"
+            problems.append(
+                f"label {value} ({name}) has {len(parts)} separate parts ({', '.join(map(str, parts))} voxels), "
+                "measured as one lesion: its diameters may span the gap (lesions.mode: components splits them)"
+            )
+    modality = tp.series.modality if tp.series else ""
+    features: dict[int, dict[str, float]] = {}
+    if extras is not None:
+        for m, path in zip(measurements, extras.snapshot_paths(tp, [m.label for m in measurements]), strict=False):
+            try:
+                write_snapshot(image, labels, m, path, modality)
+            except (ValueError, RuntimeError, OSError) as exc:
+                problems.append(f"snapshot of {extras.name_of(m.label)}: {exc}")
+        if extras.radiomics_params is not None:
+            settings = dict(extras.mr_settings) if modality == "MR" else {}
+            for m in measurements:
+                try:
+                    features[m.label] = radiomics_features(image, labels, m.label, extras.radiomics_params, **settings)
+                except RadiomicsError as exc:
+                    problems.append(f"radiomics of {extras.name_of(m.label)}: {exc}")
     return MeasuredTimepoint(
         patient_id=tp.patient_id,
         study_date=tp.study_date,
@@ -74,9 +130,33 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig) -> MeasuredTim
         modality=tp.series.modality if tp.series else "",
         slice_thickness_mm=float(thickness),
         geometry=geometry,
-        lesions=tuple(measure_lesions(labels)),
-        problems=tuple(loaded.problems),
+        lesions=measurements,
+        problems=tuple(problems),
+        radiomics=features,
     )
+
+
+def geometry_voxel_mm3(image) -> float:
+    sx, sy, sz = image.GetSpacing()
+    return float(sx * sy * sz)
+
+
+def write_snapshot(image, labels, measurement: LesionMeasurement, path: Path, modality: str) -> None:
+    """The lesion's PNG: CT in a window suited to where it lies (lung or soft tissue), MR by percentiles."""
+    window = None
+    if modality == "CT":
+        window = (-600.0, 1500.0) if _mean_around(image, measurement) < -300 else (40.0, 400.0)
+    snapshot_png(image, labels, measurement, path, window=window)
+
+
+def _mean_around(image, m: LesionMeasurement) -> float:
+    """Mean intensity of a 21x21 patch of the long-axis slice around the lesion centre (its surroundings)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    x, y, _ = image.TransformPhysicalPointToIndex(m.center_lps)
+    arr = sitk.GetArrayViewFromImage(image)[m.long_axis_slice]
+    return float(np.mean(arr[max(0, y - 10): y + 11, max(0, x - 10): x + 11]))
 
 
 def _tuplify(value: object) -> object:
@@ -94,6 +174,7 @@ def measured_to_dict(m: MeasuredTimepoint) -> dict:
     return {
         "slice_thickness_mm": m.slice_thickness_mm,
         "problems": list(m.problems),
+        "radiomics": {str(k): v for k, v in m.radiomics.items()},
         "geometry": m.geometry.to_dict(),
         "lesions": [lesion.to_dict() for lesion in m.lesions],
     }
@@ -119,4 +200,5 @@ def measured_from_dict(d: dict, tp: TimepointSource) -> MeasuredTimepoint:
         ),
         lesions=lesions,
         problems=tuple(d.get("problems", ())),
+        radiomics={int(k): v for k, v in d.get("radiomics", {}).items()},
     )

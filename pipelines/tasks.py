@@ -10,27 +10,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.cache import ResultCache, code_version, files_digest, make_key
+from pipelines.cache import ResultCache, code_version, file_digest, files_digest, make_key
 from pipelines.config import LesionConfig
 from pipelines.discover import TimepointSource
-from pipelines.stages import measure_timepoint, measured_to_dict
+from pipelines.stages import Extras, measure_timepoint, measured_to_dict
 
-MEASURE_STAGE_VERSION = 2  # 2: cached results carry no identity
+MEASURE_STAGE_VERSION = 3  # 2: cached results carry no identity; 3: radiomics in the result
 #: What the measure stage runs: a change in these invalidates its cache entries.
 MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pipelines.stages", "pipelines.discover")
 
 
-def measure_key(tp: TimepointSource, lesions: LesionConfig) -> str:
+def measure_key(tp: TimepointSource, lesions: LesionConfig, extras: Extras | None = None) -> str:
     inputs = list(tp.series.files) if tp.series is not None else []
     if tp.image_path is not None and tp.image_path.is_file():
         inputs.append(tp.image_path)
     if tp.mask_path.is_file():
         inputs.append(tp.mask_path)
-    return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), lesions.model_dump(), code_version(*MEASURE_CODE))
+    radiomics = None
+    if extras is not None and extras.radiomics_params is not None:
+        radiomics = [file_digest(extras.radiomics_params), list(extras.mr_settings)]
+    return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), lesions.model_dump(), radiomics,
+                    code_version(*MEASURE_CODE))
 
 
-def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | None) -> dict[str, Any]:
+def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | None,
+                extras: Extras | None = None) -> dict[str, Any]:
     """Measure one time point, through the cache when ``cache_root`` is given.
+
+    A cached result whose snapshots are missing is recomputed (the snapshots are files, not cached).
 
     Returns ``{"result": <measured time point dict>, "cached": bool, "seconds": float, "key": str | None}``;
     raises :class:`pipelines.stages.StageError` for bad input.
@@ -38,11 +45,13 @@ def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | N
     started = time.perf_counter()
     key = None
     if cache_root is not None:
-        key = measure_key(tp, lesions)
+        key = measure_key(tp, lesions, extras)
         hit = ResultCache(cache_root).get(key)
         if hit is not None:
-            return {"result": hit, "cached": True, "seconds": time.perf_counter() - started, "key": key}
-    result = measured_to_dict(measure_timepoint(tp, lesions))
+            labels = [int(lesion["label"]) for lesion in hit["lesions"]]
+            if extras is None or all(p.is_file() for p in extras.snapshot_paths(tp, labels)):
+                return {"result": hit, "cached": True, "seconds": time.perf_counter() - started, "key": key}
+    result = measured_to_dict(measure_timepoint(tp, lesions, extras))
     if cache_root is not None and key is not None:
         ResultCache(cache_root).put(key, result)
     return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "key": key}

@@ -193,7 +193,7 @@ class Grid:
         return self.index_to_physical()[:3] @ np.r_[(np.asarray(self.size) - 1) / 2.0, 1.0]
 
     @staticmethod
-    def of(img: sitk.Image) -> "Grid":
+    def of(img: sitk.Image) -> Grid:
         return Grid(tuple(int(v) for v in img.GetSize()), tuple(img.GetSpacing()),
                     tuple(img.GetOrigin()), tuple(img.GetDirection()))
 

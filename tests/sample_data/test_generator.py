@@ -221,7 +221,7 @@ TOLERANCE = {"baseline": 1e-6, "L1": 0.12, "new": 0.15}
 
 def test_mask_volumes_match_truth(truths, data_root):
     rows = []
-    for pid, truth, tp in _timepoints(truths):
+    for pid, _truth, tp in _timepoints(truths):
         m = sitk.ReadImage(str(data_root / tp["folder"] / "mask.nii.gz"))
         arr = sitk.GetArrayViewFromImage(m)
         voxel = float(np.prod(m.GetSpacing()))
@@ -293,7 +293,7 @@ def test_dicom_headers(truths, data_root):
 # (4) NIfTI geometry == truth, NIfTI values == DICOM pixel data
 # ------------------------------------------------------------------------------------------
 def test_nifti_matches_truth_and_dicom(truths, data_root):
-    for pid, truth, tp in _timepoints(truths):
+    for pid, _truth, tp in _timepoints(truths):
         size, sp, origin, d = _grid_arrays(tp["grid"])
         folder = data_root / tp["folder"]
         img = sitk.ReadImage(str(folder / "image.nii.gz"))
