@@ -7,6 +7,7 @@ says where a run is, and where an interrupted run stopped.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from pathlib import Path
@@ -35,10 +36,25 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+def _timed(method):
+    """Adds the method's wall time to ``self.seconds`` (the ledger's share of a run's overhead)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    return wrapper
+
+
 class Ledger:
     """Task states of a run folder, in ``<output_dir>/ledger.sqlite``."""
 
     def __init__(self, path: Path) -> None:
+        self.seconds = 0.0
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every state change is durable at once, so a SIGKILL loses at most the task in hand.
         self._db = sqlite3.connect(path, isolation_level=None)
@@ -49,13 +65,16 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
+    @_timed
     def start_run(self, config_hash: str) -> int:
         cur = self._db.execute("INSERT INTO runs (started_at, config_hash) VALUES (?, ?)", (time.time(), config_hash))
         return int(cur.lastrowid or 0)
 
+    @_timed
     def finish_run(self, run_id: int, n_failed: int) -> None:
         self._db.execute("UPDATE runs SET finished_at = ?, n_failed = ? WHERE run_id = ?", (time.time(), n_failed, run_id))
 
+    @_timed
     def register(self, task_id: str, kind: str, patient_id: str, date: str | None, cache_key: str | None) -> None:
         self._db.execute(
             """INSERT INTO tasks (task_id, kind, patient_id, date, cache_key, state) VALUES (?, ?, ?, ?, ?, 'pending')
@@ -65,18 +84,21 @@ class Ledger:
             (task_id, kind, patient_id, date, cache_key),
         )
 
+    @_timed
     def running(self, task_id: str) -> None:
         self._db.execute(
             "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, error = NULL WHERE task_id = ?",
             (time.time(), task_id),
         )
 
+    @_timed
     def done(self, task_id: str, seconds: float, *, cached: bool = False) -> None:
         self._db.execute(
             "UPDATE tasks SET state = ?, finished_at = ?, seconds = ?, error = NULL WHERE task_id = ?",
             ("cached" if cached else "done", time.time(), seconds, task_id),
         )
 
+    @_timed
     def failed(self, task_id: str, seconds: float, error: str) -> None:
         self._db.execute(
             "UPDATE tasks SET state = 'failed', finished_at = ?, seconds = ?, error = ? WHERE task_id = ?",

@@ -74,6 +74,9 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     task_seconds: float = 0.0
+    cache_seconds: float = 0.0  # hashing inputs + cache reads/writes, summed over tasks
+    ledger_seconds: float = 0.0
+    dispatch_seconds: float = 0.0  # main process waiting on/handling the executor beyond the tasks' own time
 
 
 def _fmt(value: Any, ndigits: int = 2) -> Any:
@@ -156,6 +159,7 @@ def _measure_all(
             else:
                 ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
                 summary.task_seconds += outcome["seconds"]
+                summary.cache_seconds += outcome.get("cache_seconds", 0.0)
                 summary.n_cached += int(outcome["cached"])
                 results[key] = measured_from_dict(outcome["result"], tp)
                 summary.notes.extend(f"{task_id}: {p}" for p in results[key].problems)
@@ -277,6 +281,7 @@ def _run_locked(
              "failed": len(summary.failures), "criteria": list(config.criteria), "notes": summary.notes},
         )
         summary.seconds = time.perf_counter() - started
+        summary.ledger_seconds = ledger.seconds
         write_json_atomic(out / "provenance.json", _provenance(config, started_wall, summary))
         write_report(out, title=f"tumor-response: {config.name}")
         ledger.finish_run(run_id, len(summary.failures))
@@ -404,6 +409,8 @@ def _provenance(config: RunConfig, started: dt.datetime, summary: RunSummary) ->
         "seconds": round(summary.seconds, 3),
         "task_seconds": round(summary.task_seconds, 3),
         "tasks_from_cache": summary.n_cached,
+        # Orchestration overhead: what the ledger and the cache cost (hashing included), in seconds.
+        "overhead_seconds": {"ledger": round(summary.ledger_seconds, 4), "cache": round(summary.cache_seconds, 4)},
     }
 
 

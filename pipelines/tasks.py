@@ -50,8 +50,13 @@ def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | N
         if hit is not None:
             labels = [int(lesion["label"]) for lesion in hit["lesions"]]
             if extras is None or all(p.is_file() for p in extras.snapshot_paths(tp, labels)):
-                return {"result": hit, "cached": True, "seconds": time.perf_counter() - started, "key": key}
+                seconds = time.perf_counter() - started
+                return {"result": hit, "cached": True, "seconds": seconds, "cache_seconds": seconds, "key": key}
+    cache_seconds = time.perf_counter() - started  # hashing the inputs and the cache lookup
     result = measured_to_dict(measure_timepoint(tp, lesions, extras))
     if cache_root is not None and key is not None:
+        t0 = time.perf_counter()
         ResultCache(cache_root).put(key, result)
-    return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "key": key}
+        cache_seconds += time.perf_counter() - t0
+    return {"result": result, "cached": False, "seconds": time.perf_counter() - started,
+            "cache_seconds": cache_seconds, "key": key}
