@@ -63,6 +63,17 @@ class Extras:
         return [self.snapshot_dir / f"{tp.study_date.isoformat()}_{safe_name(self.name_of(v))}.png" for v in labels]
 
 
+def _identity(tp: TimepointSource) -> dict:
+    """The identity fields of a measured time point, from its source (never from a cache entry)."""
+    return {
+        "patient_id": tp.patient_id,
+        "study_date": tp.study_date,
+        "study_uid": tp.study_uid,
+        "series_uid": tp.series.series_uid if tp.series else str(tp.image_path.name if tp.image_path else ""),
+        "modality": tp.series.modality if tp.series else "",
+    }
+
+
 def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras | None = None) -> MeasuredTimepoint:
     """Load ``tp``'s series and mask and measure its lesions (and make the ``extras`` asked for).
 
@@ -123,11 +134,7 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras
                 except RadiomicsError as exc:
                     problems.append(f"radiomics of {extras.name_of(m.label)}: {exc}")
     return MeasuredTimepoint(
-        patient_id=tp.patient_id,
-        study_date=tp.study_date,
-        study_uid=tp.study_uid,
-        series_uid=tp.series.series_uid if tp.series else str(tp.image_path.name if tp.image_path else ""),
-        modality=tp.series.modality if tp.series else "",
+        **_identity(tp),
         slice_thickness_mm=float(thickness),
         geometry=geometry,
         lesions=measurements,
@@ -188,11 +195,7 @@ def measured_from_dict(d: dict, tp: TimepointSource) -> MeasuredTimepoint:
         LesionMeasurement(**{k: _tuplify(v) for k, v in lesion.items() if k in names}) for lesion in d["lesions"]
     )
     return MeasuredTimepoint(
-        patient_id=tp.patient_id,
-        study_date=tp.study_date,
-        study_uid=tp.study_uid,
-        series_uid=tp.series.series_uid if tp.series else str(tp.image_path.name if tp.image_path else ""),
-        modality=tp.series.modality if tp.series else "",
+        **_identity(tp),
         slice_thickness_mm=float(d["slice_thickness_mm"]),
         geometry=Geometry(
             size=tuple(g["size"]), spacing_mm=tuple(g["spacing_mm"]), origin_lps=tuple(g["origin_lps"]),

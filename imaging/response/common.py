@@ -340,3 +340,23 @@ def fmt_pct(value: float) -> str:
 
 def fmt_delta(value: float, unit: str = "mm") -> str:
     return f"{value:+.1f} {unit}"
+
+
+#: Flag and confirmation state set, with hindsight, on every unconfirmed time point of a progression episode
+#: (course-format.md, "Flags"), by how the episode ended.
+EPISODE_FLAG = {"confirmed": "progression_confirmed", "refuted": "pseudoprogression_confirmed",
+                "open": "possible_pseudoprogression"}
+EPISODE_STATE = {"confirmed": "confirmed", "refuted": "not_confirmed", "open": "pending"}
+
+
+def apply_episode_outcomes(rows: list[dict], episodes: list[tuple[list[int], str]]) -> None:
+    """Flag the rows of each progression episode by its outcome (``confirmed``, ``refuted`` or ``open``).
+
+    course-format.md, "Flags": every unconfirmed time point of an episode later confirmed carries
+    ``progression_confirmed``; one later refuted, ``pseudoprogression_confirmed``; one still open at the
+    end of the course, ``possible_pseudoprogression``. The resolving time point is not in ``episodes``.
+    """
+    for indices, outcome in episodes:
+        for index in indices:
+            rows[index]["flags"].append(EPISODE_FLAG[outcome])
+            rows[index]["confirmation"] = EPISODE_STATE[outcome]

@@ -23,6 +23,7 @@ from imaging.response.common import (
     PR,
     SD,
     Prepared,
+    apply_episode_outcomes,
     finite_or_none,
     fmt_delta,
     fmt_mm,
@@ -435,12 +436,7 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
         first = False
     if episode is not None:
         episodes.append((episode.rows, "open"))
-    outcome_flag = {"confirmed": "progression_confirmed", "refuted": "pseudoprogression_confirmed", "open": "possible_pseudoprogression"}
-    outcome_state = {"confirmed": "confirmed", "refuted": "not_confirmed", "open": "pending"}
-    for indices, outcome in episodes:
-        for index in indices:
-            rows[index]["flags"].append(outcome_flag[outcome])
-            rows[index]["confirmation"] = outcome_state[outcome]
+    apply_episode_outcomes(rows, episodes)
     results = tuple(TimepointAssessment(**{**row, "flags": tuple(row["flags"])}) for row in rows)
     calls = [(row.date, row.response) for row in results[prep.baseline_index + 1:]]
     bor = best_overall_response(calls, baseline.date, options, IRECIST_NAMES, confirm=options.confirm_responses)

@@ -29,6 +29,7 @@ from imaging.response.common import (
     SD,
     Burden,
     Prepared,
+    apply_episode_outcomes,
     finite_or_none,
     fmt_pct,
     non_target_statuses,
@@ -602,12 +603,7 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
             history.append((tp.date, burden.total, dict(burden.values)))
     if episode is not None:
         episodes.append((episode.rows, "open"))
-    outcome_flag = {"confirmed": "progression_confirmed", "refuted": "pseudoprogression_confirmed", "open": "possible_pseudoprogression"}
-    outcome_state = {"confirmed": "confirmed", "refuted": "not_confirmed", "open": "pending"}
-    for indices, outcome in episodes:
-        for index in indices:
-            rows[index]["flags"].append(outcome_flag[outcome])
-            rows[index]["confirmation"] = outcome_state[outcome]
+    apply_episode_outcomes(rows, episodes)
     results = tuple(TimepointAssessment(**{**row, "flags": tuple(row["flags"])}) for row in rows)
     # A scan held in the radiotherapy window whose progression was later confirmed is not stable disease
     # for the best response: it counts as the unconfirmed progression it was.
