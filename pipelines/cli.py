@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.commands import assess, export, index, measure, pull, push, run
+from pipelines.commands import assess, export, index, measure, pull, push, register, run
 
 app = typer.Typer(
     name="tumor-response",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (run, assess, index, export, pull, push, measure):
+for _module in (run, assess, index, export, pull, push, measure, register):
     _module.register(app)
 
 
