@@ -103,7 +103,8 @@ def test_recist_calls_are_the_intended_course(run_out: Path, sample_truth: dict)
     calls: dict[str, dict[str, str]] = {}
     flags: dict[str, dict[str, str]] = {}
     for r in _rows(run_out / "responses.csv"):
-        assert r["criterion"] == "recist"
+        if r["criterion"] != "recist":
+            continue
         calls.setdefault(r["patient_id"], {})[r["date"]] = r["response"]
         flags.setdefault(r["patient_id"], {})[r["date"]] = r["flags"]
     for pid, truth in sample_truth.items():
@@ -130,8 +131,20 @@ def test_radiomics_per_lesion_and_timepoint_with_changes(run_out: Path):
     assert float(follow["change"]) == pytest.approx(float(follow["value"]) - float(previous["value"]), rel=1e-9)
 
 
+def test_irecist_tells_pseudoprogression_from_progression(run_out: Path):
+    """P002 (growth, then shrinkage below baseline): iUPD not confirmed -> pseudoprogression;
+    P003 (growth, then a new lesion): iUPD confirmed by iCPD."""
+    rows = {(r["patient_id"], r["date"]): r for r in _rows(run_out / "responses.csv") if r["criterion"] == "irecist"}
+    assert rows[("P002", "2024-05-06")]["response"] == "iUPD"
+    assert rows[("P002", "2024-05-06")]["flags"] == "pseudoprogression_confirmed"
+    assert rows[("P002", "2024-06-17")]["response"] == "iSD"
+    assert rows[("P003", "2024-04-01")]["response"] == "iUPD"
+    assert rows[("P003", "2024-04-01")]["flags"] == "progression_confirmed"
+    assert rows[("P003", "2024-05-13")]["response"] == "iCPD"
+
+
 def test_sums_and_changes(run_out: Path):
-    rows = [r for r in _rows(run_out / "responses.csv") if r["patient_id"] == "P003"]
+    rows = [r for r in _rows(run_out / "responses.csv") if r["patient_id"] == "P003" and r["criterion"] == "recist"]
     base = next(r for r in rows if r["date"] == "2024-01-02")
     tp = next(r for r in rows if r["date"] == "2024-04-01")
     # one target: the sum is its long axis; % change from the written values (0.1 % rounding)
