@@ -158,9 +158,10 @@ def test_sr_values_tracking_and_calls(exported: Path, sample_run: Path, sample_r
             assert segment.TrackingUID == group.tracking_uid
         calls = [g for g in other if g.method is not None]
         expected_calls = [r for r in responses if r["patient_id"] == patient and r["date"] == date]
-        assert len(calls) == len(expected_calls) == 1
-        group, row = calls[0], expected_calls[0]
-        assert group.method.meaning == "RECIST 1.1"
+        assert len(calls) == len(expected_calls)  # one group per assessed criterion
+        recist = [g for g in calls if g.method.meaning == "RECIST 1.1"]
+        assert len(recist) == 1
+        group, row = recist[0], next(r for r in expected_calls if r["criterion"] == "recist")
         evaluations = group.get_qualitative_evaluations()
         response = [q.value.value for q in evaluations if q.name.value == RESPONSE_CONCEPT[0]]
         flags = sorted(q.value.value for q in evaluations if q.name.value == FLAG_CONCEPT[0])

@@ -199,7 +199,8 @@ def test_exported_reports_give_back_the_runs_calls(exported: Path, sample_run: P
     with (sample_root / "clinical.csv").open(newline="") as fh:
         clinical = {r["patient_id"]: r for r in csv.DictReader(fh)}
     with (sample_run / "responses.csv").open(newline="") as fh:
-        expected = [(r["date"], r["response"] or None) for r in csv.DictReader(fh) if r["patient_id"] == "P003"]
+        expected = [(r["date"], r["response"] or None) for r in csv.DictReader(fh)
+                    if r["patient_id"] == "P003" and r["criterion"] == "recist"]
     c = clinical["P003"]
     course = course_from_sr_folder(exported / "P003", context={
         "treatment_start": c["treatment_start"], "radiotherapy_end": c["radiotherapy_end"] or None,

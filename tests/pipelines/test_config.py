@@ -35,7 +35,7 @@ def test_paths_are_relative_to_the_config(tmp_path):
 
 def test_shipped_sample_config_is_valid():
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "sample.yaml")
-    assert cfg.criteria == ["recist"]
+    assert cfg.criteria == ["recist", "irecist"]
 
 
 def test_unknown_key_names_field_and_line(tmp_path):
