@@ -23,3 +23,17 @@ def sample_root() -> Path:
 @pytest.fixture(scope="session")
 def sample_truth(sample_root: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(sample_root.glob("*/truth.json"))}
+
+
+@pytest.fixture(scope="session")
+def radiomics_data() -> Path:
+    """pyradiomics' five real cases (tests/measurement/radiomics_cases.py); skipped when the sdist is absent
+    locally, a failure in CI (where `make test` downloads it)."""
+    from tests.measurement import radiomics_cases
+
+    path = radiomics_cases.data_dir()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("pyradiomics sdist missing in CI: `make sample-data` should have downloaded it")
+        pytest.skip("pyradiomics sdist not downloaded: run `make sample-data`")
+    return path
