@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from imaging.measurement import LesionMeasurement
-from pipelines.discover import ClinicalContext, LesionInfo, Visit
+from imaging.segmentation import LesionMetadata
+from pipelines.discover import ClinicalContext, Visit
 from pipelines.stages import MeasuredTimepoint
 
 #: RECIST 1.1 sec. 3.1: measurable if >= 10 mm, or >= 2x the slice thickness when slices are thicker than 5 mm.
@@ -48,7 +49,7 @@ def build_course(
     patient_id: str,
     timepoints: list[MeasuredTimepoint | FailedTimepoint],
     context: ClinicalContext | None,
-    metadata: dict[int, LesionInfo],
+    metadata: dict[int, LesionMetadata],
     default_organ: str = "unknown",
     visits: list[Visit] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
@@ -71,8 +72,14 @@ def build_course(
         raise ValueError(f"patient {patient_id}: the baseline scan ({baseline.study_date}) could not be measured: {baseline.reason}")
     baseline_labels = sorted(m.label for m in baseline.lesions)
 
-    def info(label: int) -> LesionInfo:
-        return metadata.get(label) or LesionInfo(lesion_id=f"L{label}", organ=default_organ)
+    def info(label: int) -> LesionMetadata:
+        return metadata.get(label) or LesionMetadata(lesion_id=f"L{label}", organ=default_organ)
+
+    def non_target_status(m: LesionMeasurement | None, nodal: bool) -> str:
+        # RECIST 1.1 sec. 4.3.2: a non-target node is normal (absent) under 10 mm short axis.
+        if m is None:
+            return "absent"
+        return "absent" if nodal and m.short_axis_mm < 10.0 else "present"
 
     clinical_by_date = {v.date: v.clinical.model_dump(exclude_none=True) for v in visits or []}
     course_tps: list[dict[str, Any]] = []
@@ -84,6 +91,9 @@ def build_course(
         if isinstance(tp, FailedTimepoint):
             for label in baseline_labels:
                 li = info(label)
+                if li.target is False:
+                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "not_evaluated"})
+                    continue
                 entry["target"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal, "long_axis_mm": None,
                                         "short_axis_mm": None})
             course_tps.append(entry)
@@ -93,6 +103,11 @@ def build_course(
         for label in baseline_labels:
             li = info(label)
             m = by_label.get(label)
+            rows.append(_row(tp, li, label, m, "present" if m else "absent"))
+            if li.target is False:
+                entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ,
+                                            "status": non_target_status(m, li.nodal)})
+                continue
             entry["target"].append(
                 {
                     "lesion": li.lesion_id,
@@ -104,7 +119,6 @@ def build_course(
                     "volume_mm3": round(m.volume_mm3, 3) if m else 0.0,
                 }
             )
-            rows.append(_row(tp, li, label, m, "present" if m else "absent"))
         for m in tp.lesions:
             if m.label in baseline_labels:
                 continue
@@ -139,7 +153,7 @@ def build_course(
     return course, rows, note
 
 
-def _row(tp: MeasuredTimepoint, li: LesionInfo, label: int, m: LesionMeasurement | None, status: str) -> dict[str, Any]:
+def _row(tp: MeasuredTimepoint, li: LesionMetadata, label: int, m: LesionMeasurement | None, status: str) -> dict[str, Any]:
     def pt(p: tuple[float, float, float]) -> str:
         return " ".join(f"{v:.2f}" for v in p)
 

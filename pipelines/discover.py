@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +34,6 @@ class Discovery:
     patients: dict[str, list[TimepointSource]] = field(default_factory=dict)
     skipped_files: list[tuple[Path, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-class LesionInfo(BaseModel):
-    """Sidecar metadata of one label value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    lesion_id: str
-    organ: str = "unknown"
-    nodal: bool = False
 
 
 class ClinicalContext(BaseModel):
@@ -174,31 +164,6 @@ def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery
     for tps in found.patients.values():
         tps.sort(key=lambda t: t.study_date)
     return found
-
-
-def load_lesion_metadata(path: Path | None) -> dict[int, LesionInfo]:
-    """Read a sidecar ``{"<label>": {"lesion_id": ..., "organ": ..., "nodal": ...}}``; empty when absent."""
-    if path is None or not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable lesion metadata ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: lesion metadata must map label values to objects")
-    out: dict[int, LesionInfo] = {}
-    for key, value in raw.items():
-        try:
-            label = int(key)
-        except ValueError:
-            raise ValueError(f"{path}: key {key!r} is not a label value (an integer)") from None
-        try:
-            out[label] = LesionInfo.model_validate(value)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field_name = ".".join(str(x) for x in err["loc"])
-            raise ValueError(f"{path}: label {key}: {field_name}: {err['msg']}") from None
-    return out
 
 
 def load_clinical(path: Path | None) -> dict[str, ClinicalContext]:

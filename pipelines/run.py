@@ -30,10 +30,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imaging.report import timeline_table, write_report
 from imaging.response import CourseError, assess, course_from_dict
+from imaging.segmentation import load_lesion_metadata
 from pipelines.cache import code_version
 from pipelines.config import RunConfig
 from pipelines.course_builder import FailedTimepoint, build_course
-from pipelines.discover import TimepointSource, Visit, discover, load_clinical, load_lesion_metadata, load_visits
+from pipelines.discover import TimepointSource, Visit, discover, load_clinical, load_visits
 from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
 from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic

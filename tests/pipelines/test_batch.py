@@ -131,3 +131,27 @@ def test_stale_temporaries_are_cleaned_and_a_folder_in_use_is_refused(archive, t
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         busy = _run(archive, out)
     assert busy.exit_code == 2 and "in use by another run" in busy.output
+
+
+def test_lesion_metadata_target_false_and_a_bad_sidecar(archive, tmp_path):
+    """A reader's ``target: false`` makes the lesion a non-target (RECIST 1.1 Table 2 then applies);
+    a sidecar with an unknown field fails that patient's assessment, naming file, label and field."""
+    import json
+    import shutil
+
+    root = tmp_path / "archive"
+    shutil.copytree(archive.parent, root)
+    (root / "MINI01" / "lesions.json").write_text(
+        json.dumps({"1": {"lesion_id": "L1", "organ": "lung", "nodal": False, "target": False}}))
+    (root / "MINI02" / "lesions.json").write_text(json.dumps({"1": {"lesion_id": "L1", "organs": "lung"}}))
+    out = tmp_path / "out"
+    result = _run(root / "config.yaml", out)
+    assert result.exit_code == 1
+    course = json.loads((out / "courses" / "MINI01.json").read_text())
+    assert [tp["non_target"] for tp in course["timepoints"]][1] == [{"lesion": "L1", "organ": "lung", "status": "present"}]
+    assert all(tp["target"] == [] for tp in course["timepoints"])
+    calls = {(r["patient_id"], r["date"]): r["response"] for r in csv.DictReader((out / "responses.csv").open())}
+    assert calls[("MINI01", "2024-02-20")] == "non-CR/non-PD"
+    failures = list(csv.DictReader((out / "failures.csv").open()))
+    assert [(f["patient_id"], f["stage"]) for f in failures] == [("MINI02", "assess")]
+    assert "lesions.json: label 1: organs: unknown field" in failures[0]["reason"]
