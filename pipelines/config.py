@@ -48,7 +48,7 @@ class DatasetConfig(_Strict):
     image: str | None = Field(default=None, description="nifti: template of the image file in a time point's folder")
     timepoints: str = Field(default="{patient_id}/{timepoint}", description="nifti: layout of the time point folders")
     lesion_metadata: str | None = Field(
-        default=None, description="template of a per-patient JSON sidecar: label -> {lesion_id, organ, nodal}"
+        default=None, description="template of a per-patient sidecar (JSON or YAML): label -> {lesion_id, organ, nodal, target}; target: false follows the lesion as a non-target"
     )
     clinical: Path | None = Field(
         default=None, description="CSV, one row per patient: patient_id, treatment_start, radiotherapy_end, immunotherapy"
