@@ -728,6 +728,51 @@ def choose_new_lesion_centre(hu: np.ndarray, grid: Grid, spec: dict, stats: dict
                        f">= {spec['min_distance_mm']} mm from the lesion); check the source image")
 
 
+LANDMARKS_PER_PATIENT = 12
+LANDMARK_FOV_MARGIN_MM = 25.0  # >= the largest repositioning of a point near the FOV's edge
+
+
+def choose_landmarks(vol: np.ndarray, grid: Grid, modality: str, centre: np.ndarray, exclude_mm: float,
+                     seed: int, n: int = LANDMARKS_PER_PATIENT) -> np.ndarray:
+    """``n`` baseline points (LPS, voxel centres) inside the body, each ``exclude_mm`` or more from the
+    lesion centroid (outside every deformation zone, where the known rigid transform is exact) and
+    ``LANDMARK_FOV_MARGIN_MM`` inside the grid, so that every follow-up still sees them.
+
+    Written per time point as ``landmarks.csv`` (the baseline points moved by that time point's
+    rigid transform): corresponding anatomical points with exact positions, which is what a
+    registration's landmark error is measured on (configs' ``registration.landmarks``)."""
+    if modality == "CT":
+        body = vol > -300.0  # soft tissue and bone
+    else:
+        body = vol > float(np.percentile(vol[vol > 0], 25)) if (vol > 0).any() else vol > 0
+    cand = np.flatnonzero(body)
+    rng = np.random.default_rng(seed)
+    m = grid.index_to_physical()
+    sp = np.asarray(grid.spacing)
+    size = np.asarray(grid.size)
+    points: list[np.ndarray] = []
+    for _ in range(20000):
+        if len(points) == n or len(cand) == 0:
+            break
+        k, j, i = np.unravel_index(int(rng.choice(cand)), vol.shape)
+        ci = np.array([i, j, k], dtype=float)
+        if (np.minimum(ci, size - 1 - ci) * sp < LANDMARK_FOV_MARGIN_MM).any():
+            continue
+        pt = m[:3] @ np.r_[ci, 1.0]
+        if np.linalg.norm(pt - centre) < exclude_mm or any(np.linalg.norm(pt - q) < 20.0 for q in points):
+            continue
+        points.append(pt)
+    if len(points) < n:
+        raise RuntimeError(f"landmarks: found only {len(points)} of {n} body points away from the lesion")
+    return np.array(points)
+
+
+def write_landmarks(path: Path, points_lps: np.ndarray) -> None:
+    lines = ["name,x_mm,y_mm,z_mm"]
+    lines += [f"A{k + 1:02d},{_r4(p[0])},{_r4(p[1])},{_r4(p[2])}" for k, p in enumerate(points_lps)]
+    path.write_text("\n".join(lines) + "\n")
+
+
 # --------------------------------------------------------------------------------------------
 # One patient
 # --------------------------------------------------------------------------------------------
@@ -783,6 +828,13 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
         rho2_max = max(pl["rmap"].rho2 for pl in plans)
         new_centre0 = choose_new_lesion_centre(src, grid, nl, stats, s_max, rho2_max, p["seed"] + 1)
 
+    # Anatomical landmarks: beyond every deformation zone (and the new lesion's site) by 10 mm.
+    exclude = max(pl["rmap"].rho2 for pl in plans) + 10.0
+    landmarks0 = choose_landmarks(src, grid, mod, c, exclude, p["seed"] + 2)
+    if new_centre0 is not None:
+        far = np.linalg.norm(landmarks0 - new_centre0, axis=1) > 40.0
+        landmarks0 = landmarks0[far]
+
     pdir = out_root / pid
     pdir.mkdir(parents=True)
     frame_uids = {}
@@ -837,6 +889,7 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
         write_dicom_series(vol, grid, mod, tdir / "dicom", meta)
         sitk.WriteImage(to_sitk(vol, grid), str(tdir / "image.nii.gz"), useCompression=True)
         sitk.WriteImage(to_sitk(wmask, grid), str(tdir / "mask.nii.gz"), useCompression=True)
+        write_landmarks(tdir / "landmarks.csv", (np.c_[landmarks0, np.ones(len(landmarks0))] @ fwd.T)[:, :3])
         voxel_mm3 = float(np.prod(grid.spacing))
         for les in lesions:
             # As written (informational): the same reference measurements on the written mask.
