@@ -273,7 +273,8 @@ def track_lesions(
             forward = transform
             to_baseline = invert_transform(transform, baseline_labels)
         pixel = labels.GetPixelID() if np.issubdtype(arr.dtype, np.integer) else sitk.sitkInt32
-        in_base = sitk.GetArrayViewFromImage(
+        # A copy, not a view: a view of the temporary resampled image would outlive it.
+        in_base = sitk.GetArrayFromImage(
             sitk.Resample(sitk.Cast(labels, pixel), baseline_labels, forward, sitk.sitkNearestNeighbor, 0, pixel)
         ).ravel()
         fu_vox_mm3 = float(np.prod(labels.GetSpacing()))
