@@ -136,6 +136,65 @@ class OutputsConfig(_Strict):
     snapshots: bool = Field(default=True, description="a PNG per lesion per time point: long-axis slice, outline, diameters")
 
 
+class RegistrationSettings(_Strict):
+    """How each follow-up (and pre-baseline scan) is registered to its patient's baseline
+    (:func:`imaging.registration.register`; docs/registration.md).
+
+    ``stages``: rigid, then affine, optionally a coarse B-spline. ``exclude_lesions_mm``: the metric
+    ignores everything within this distance of a lesion of either scan (the changing tumour must not
+    drive the fit); 0 uses the whole image. A registration that fails or is implausible (rotation over
+    ``max_rotation_deg``, a scale outside ``scale_range``, a shift over ``max_translation_mm``) is
+    reported in failures.csv and not used. ``landmarks``: template of a per-scan CSV
+    (``name,x_mm,y_mm,z_mm``, LPS) of anatomical points; points of the same name in the baseline's and a
+    follow-up's file give the registration's landmark error (in the transform's quality sidecar).
+    """
+
+    stages: list[Literal["rigid", "affine", "bspline"]] = Field(default_factory=lambda: ["rigid", "affine"], min_length=1)
+    exclude_lesions_mm: float = Field(default=30.0, ge=0)
+    max_rotation_deg: float = Field(default=20.0, gt=0)
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    max_translation_mm: float | None = Field(default=None, gt=0)
+    landmarks: str | None = Field(default=None, description="template of a per-scan landmarks CSV, relative to dataset.root")
+
+    @field_validator("landmarks")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format(patient_id="x", study_date="x", timepoint="x")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"template may use only {{patient_id}}, {{study_date}} and {{timepoint}} ({exc})") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> RegistrationSettings:
+        lo, hi = self.scale_range
+        if not 0 < lo <= 1 <= hi:
+            raise ValueError(f"scale_range must satisfy 0 < low <= 1 <= high, got {list(self.scale_range)}")
+        order = ["rigid", "affine", "bspline"]
+        if [order.index(x) for x in self.stages] != sorted({order.index(x) for x in self.stages}):
+            raise ValueError(f"stages must be in the order rigid, affine, bspline without repeats, got {self.stages}")
+        return self
+
+
+class TrackingConfig(_Strict):
+    """How a lesion keeps one id across time points (:func:`imaging.registration.track_lesions`).
+
+    ``method``: ``registration`` (default) registers every scan to the baseline and matches lesions in
+    baseline space by overlap and centroid distance (label values of follow-ups are not trusted);
+    ``scanner`` matches the same way in scanner coordinates, without registration (scans already in one
+    frame); ``labels`` trusts the label values (curated label maps whose values are lesion ids).
+    ``max_distance_mm``/``min_overlap``: when two lesions may be matched. ``too_small_mm``: a lesion
+    present but measuring less than this (long axis; nodes excepted) is recorded as too small to
+    measure, counting 5 mm (RECIST 1.1 Appendix I); 0 records every measurement as it is.
+    """
+
+    method: Literal["registration", "scanner", "labels"] = "registration"
+    max_distance_mm: float = Field(default=20.0, gt=0)
+    min_overlap: float = Field(default=0.1, gt=0, le=1)
+    too_small_mm: float = Field(default=5.0, ge=0)
+
+
 class RunConfig(_Strict):
     """One run: a dataset, how lesions are read, which criteria to assess, where outputs go."""
 
@@ -148,6 +207,8 @@ class RunConfig(_Strict):
     privacy: PrivacyConfig = PrivacyConfig()
     outputs: OutputsConfig = OutputsConfig()
     radiomics: RadiomicsConfig = RadiomicsConfig()
+    registration: RegistrationSettings = RegistrationSettings()
+    tracking: TrackingConfig = TrackingConfig()
     cache: bool = Field(default=True, description="reuse stage results whose inputs, settings and code are unchanged")
 
     def resolved(self, base_dir: Path) -> RunConfig:

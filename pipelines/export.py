@@ -207,7 +207,10 @@ def export_run(
                 continue
             try:
                 image = load_series(tp.series)
-                labels = load_label_map(tp.mask_path, image)
+                mask = tp.mask_path
+                if not mask.is_file():  # the run carried the baseline's lesions over to this scan
+                    mask = run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
+                labels = load_label_map(mask, image)
                 written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
                                             out / safe_name(out_id) / key[1], anon, out_id)
             except (ImagingError, DicomExportError, ValueError, OSError) as exc:
@@ -262,8 +265,10 @@ def _export_timepoint(
 
     assert tp.series is not None
     labels = lesion_label_map(labels, mode=config.lesions.mode, min_volume_mm3=config.lesions.min_volume_mm3)
-    lesion_ids = {int(r["label"]): r["lesion_id"] for r in rows if r.get("label")}
-    organs = {int(r["label"]): r.get("organ", "") for r in rows if r.get("label")}
+    # A coalesced lesion shares its label with the lesion it merged into, which names the segment.
+    named = [r for r in rows if r.get("label") and r["status"] != "coalesced"]
+    lesion_ids = {int(r["label"]): r["lesion_id"] for r in named}
+    organs = {int(r["label"]): r.get("organ", "") for r in named}
     records = [
         LesionRecord(
             lesion_id=r["lesion_id"],

@@ -8,6 +8,7 @@ and ends with the same result files.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -28,19 +29,21 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from imaging.registration.tracking import TrackingResult
 from imaging.report import timeline_table, write_report
 from imaging.response import CourseError, assess, course_from_dict
 from imaging.segmentation import load_lesion_metadata
+from pipelines.alignment import AlignSpec, TrackInput, tracking_by_labels, tracking_from_dict
 from pipelines.cache import code_version
 from pipelines.config import RunConfig
-from pipelines.course_builder import FailedTimepoint, build_course
-from pipelines.discover import TimepointSource, Visit, discover, load_clinical, load_visits
+from pipelines.course_builder import FailedTimepoint, baseline_position, build_course
+from pipelines.discover import ClinicalContext, TimepointSource, Visit, discover, load_clinical, load_visits
 from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
 from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from pipelines.privacy import PrivacyError, Pseudonymiser
-from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict
-from pipelines.tasks import measure_job
+from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict, where_of
+from pipelines.tasks import align_job, measure_job, track_job
 
 log = logging.getLogger("tumor_response.run")
 
@@ -48,11 +51,15 @@ LESION_COLUMNS = (
     "patient_id", "date", "lesion_id", "label", "organ", "nodal", "status", "n_voxels", "volume_mm3",
     "long_axis_mm", "short_axis_mm", "perpendicular_mm", "bidimensional_product_mm2", "max_3d_diameter_mm",
     "center_lps", "long_axis_end0_lps", "long_axis_end1_lps", "long_axis_slice", "slice_thickness_mm",
-    "study_uid", "series_uid",
+    "study_uid", "series_uid", "tracking", "tracked_by",
 )
 RESPONSE_COLUMNS = (
     "patient_id", "date", "criterion", "response", "flags", "reason", "sum_mm", "sum_products_mm2",
     "sum_volume_mm3", "change_from_baseline_pct", "change_from_nadir_pct", "days_since_baseline",
+)
+REGISTRATION_COLUMNS = (
+    "patient_id", "date", "status", "rotation_deg", "scale_min", "scale_max", "translation_mm", "metric_initial",
+    "metric_final", "landmarks", "landmark_error_mm", "landmark_error_max_mm", "seconds", "transform_file", "problems",
 )
 BEST_COLUMNS = ("patient_id", "criterion", "response", "date", "reason")
 FAILURE_COLUMNS = ("patient_id", "date", "stage", "reason")
@@ -72,6 +79,7 @@ class RunSummary:
     response_rows: list[dict[str, Any]] = field(default_factory=list)
     best_rows: list[dict[str, Any]] = field(default_factory=list)
     radiomics_rows: list[dict[str, Any]] = field(default_factory=list)
+    registration_rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     task_seconds: float = 0.0
@@ -125,51 +133,250 @@ def _extras(config: RunConfig, patient_id: str, anon: Pseudonymiser) -> Extras:
     )
 
 
-def _measure_all(
-    config: RunConfig, sources: list[TimepointSource], ledger: Ledger, console: Console, summary: RunSummary,
-    anon: Pseudonymiser,
-) -> dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint]:
-    patient_ids = sorted({tp.patient_id for tp in sources})
-    cache_root = config.output_dir / "cache" if config.cache else None
-    jobs = []
-    extras_of: dict[str, Extras] = {}
-    for tp in sources:
-        if tp.patient_id not in extras_of:
-            extras_of[tp.patient_id] = _extras(config, tp.patient_id, anon)
-        task_id = f"measure:{anon.patient(tp.patient_id)}:{tp.study_date.isoformat()}"
-        ledger.register(task_id, "measure", anon.patient(tp.patient_id), tp.study_date.isoformat(), None)
-        ledger.running(task_id)
-        jobs.append(((task_id, tp), measure_job, (tp, config.lesions, cache_root, extras_of[tp.patient_id])))
+@dataclass
+class Staged:
+    """What the per-scan and per-patient stages gave: measurements, registrations, tracking."""
 
-    results: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint] = {}
+    measured: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint] = field(default_factory=dict)
+    aligned: dict[tuple[str, dt.date], dict[str, Any]] = field(default_factory=dict)
+    tracking: dict[str, TrackingResult | str] = field(default_factory=dict)  # patient -> result, or why it failed
+    tracked_by: dict[str, dict[dt.date, str]] = field(default_factory=dict)
+
+
+def baseline_of(scans: list[TimepointSource], context: ClinicalContext | None) -> TimepointSource:
+    """The patient's baseline scan: the last on or before the treatment start (course-format.md), else the first."""
+    scans = sorted(scans, key=lambda t: t.study_date)
+    start = context.treatment_start if context is not None else None
+    return scans[baseline_position([t.study_date for t in scans], start)]
+
+
+class _Jobs:
+    """Runs one batch of tasks on the executor, recording each in the ledger, the summary and the progress bar."""
+
+    def __init__(self, executor: Any, ledger: Ledger, console: Console, progress: Progress, summary: RunSummary,
+                 anon: Pseudonymiser, patient_ids: list[str]) -> None:
+        self.executor, self.ledger, self.console, self.progress = executor, ledger, console, progress
+        self.summary, self.anon, self.patient_ids = summary, anon, patient_ids
+
+    def run(self, kind: str, jobs: list[tuple[tuple[str, str | None], Any, tuple]]) -> Iterator[tuple[tuple[str, str | None], Any]]:
+        """Yield ``((patient, date), outcome)``: the task's ``result`` dict, or the reason it failed (a str)."""
+        if not jobs:
+            return
+        bar = self.progress.add_task(kind, total=len(jobs))
+        ids = {}
+        for tag, _, _ in jobs:
+            pid, date = tag
+            task_id = f"{kind}:{self.anon.patient(pid)}" + (f":{date}" if date else "")
+            ids[tag] = task_id
+            self.ledger.register(task_id, kind, self.anon.patient(pid), date, None)
+            self.ledger.running(task_id)
+        for tag, outcome in self.executor.run(jobs):
+            task_id = ids[tag]
+            if isinstance(outcome, BaseException):
+                reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
+                reason = self.anon.scrub(reason, self.patient_ids)
+                self.ledger.failed(task_id, 0.0, reason)
+                log.error("%s failed: %s", task_id, reason)
+                yield tag, reason
+            else:
+                self.ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
+                self.summary.task_seconds += outcome["seconds"]
+                self.summary.cache_seconds += outcome.get("cache_seconds", 0.0)
+                self.summary.n_cached += int(outcome["cached"] and kind == "measure")
+                log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
+                yield tag, outcome
+            self.progress.advance(bar)
+            if not self.console.is_terminal:
+                self.console.log(f"{task_id}: " + ("failed" if isinstance(outcome, BaseException | str) else
+                                                  "cached" if outcome["cached"] else "done"))
+
+
+def _landmarks(config: RunConfig, tp: TimepointSource) -> Path | None:
+    template = config.registration.landmarks
+    if not template:
+        return None
+    return config.dataset.root / template.format(patient_id=tp.patient_id, study_date=tp.study_date.isoformat(),
+                                                 timepoint=tp.timepoint or "")
+
+
+def _stage_all(
+    config: RunConfig, patients: dict[str, list[TimepointSource]], clinical: dict, ledger: Ledger, console: Console,
+    summary: RunSummary, anon: Pseudonymiser,
+) -> Staged:
+    """Register every scan to its baseline, measure every scan, track every patient's lesions.
+
+    Registrations and measurements of scans with a mask run together; a scan without a mask is
+    measured on the baseline's lesions carried over by its registration, once that is done; tracking
+    runs per patient at the end. One failing task is recorded and the others go on.
+    """
+    staged = Staged()
+    patient_ids = sorted(patients)
+    out = config.output_dir
+    cache_root = out / "cache" if config.cache else None
+    method = config.tracking.method
+    extras_of = {pid: _extras(config, pid, anon) for pid in patient_ids}
+    baselines = {pid: baseline_of(tps, clinical.get(pid)) for pid, tps in patients.items() if tps}
+
+    align_jobs, measure_jobs, deferred = [], [], {}
+    for pid in patient_ids:
+        base = baselines.get(pid)
+        for tp in sorted(patients[pid], key=lambda t: t.study_date):
+            tag = (pid, tp.study_date.isoformat())
+            folder = safe_name(anon.patient(pid))
+            needs_mask = not tp.mask_path.is_file() and tp.problem is None
+            if base is not None and tp is not base and method != "labels" and (method == "registration" or needs_mask):
+                spec = AlignSpec(
+                    baseline=base, scan=tp,
+                    transform_path=out / "transforms" / folder / f"{tp.study_date.isoformat()}.tfm" if method == "registration" else None,
+                    propagated_mask_path=out / "masks" / folder / f"{tp.study_date.isoformat()}.nii.gz",
+                    landmarks=(lm0, lm1) if (lm0 := _landmarks(config, base)) and (lm1 := _landmarks(config, tp)) else None,
+                )
+                align_jobs.append((tag, align_job, (spec, config.registration, config.lesions, cache_root)))
+                if needs_mask:
+                    deferred[tag] = tp
+                    continue
+            measure_jobs.append((tag, measure_job, (tp, config.lesions, cache_root, extras_of[pid])))
+    sources = {(pid, tp.study_date.isoformat()): tp for pid, tps in patients.items() for tp in tps}
+
+    def record_measure(tag: tuple[str, str | None], outcome: Any) -> None:
+        tp = sources[tag]  # type: ignore[index]
+        key = (tp.patient_id, tp.study_date)
+        if isinstance(outcome, str):
+            summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
+                                     "stage": "measure", "reason": outcome})
+            staged.measured[key] = FailedTimepoint(tp.patient_id, tp.study_date, outcome)
+            return
+        staged.measured[key] = measured_from_dict(outcome["result"], tp)
+        summary.notes.extend(f"measure:{anon.patient(tp.patient_id)}:{tp.study_date.isoformat()}: {p}"
+                             for p in staged.measured[key].problems)
+
     show_bar = console.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=not show_bar)
     with progress, make_executor(config.executor) as executor:
-        bar = progress.add_task("measure", total=len(jobs))
-        for (task_id, tp), outcome in executor.run(jobs):
-            key = (tp.patient_id, tp.study_date)
-            if isinstance(outcome, BaseException):
-                reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
-                reason = anon.scrub(reason, patient_ids)
-                ledger.failed(task_id, 0.0, reason)
-                summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
-                                         "stage": "measure", "reason": reason})
-                results[key] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
-                log.error("%s failed: %s", task_id, reason)
+        jobs = _Jobs(executor, ledger, console, progress, summary, anon, patient_ids)
+        # Registrations first: the longest tasks start first, measurements fill the gaps.
+        for tag, outcome in _run_mixed(jobs, align_jobs, measure_jobs):
+            if tag[0] == "align":
+                _record_align(config, staged, summary, anon, sources[tag[1]], outcome)
             else:
-                ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
-                summary.task_seconds += outcome["seconds"]
-                summary.cache_seconds += outcome.get("cache_seconds", 0.0)
-                summary.n_cached += int(outcome["cached"])
-                results[key] = measured_from_dict(outcome["result"], tp)
-                summary.notes.extend(f"{task_id}: {p}" for p in results[key].problems)
-                log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
-            progress.advance(bar)
-            if not show_bar:
-                console.log(f"{task_id}: " + ("failed" if isinstance(outcome, BaseException) else
-                                              "cached" if outcome["cached"] else "done"))
-    return results
+                record_measure(tag[1], outcome)
+        later = []
+        for tag, tp in deferred.items():
+            aligned = staged.aligned.get((tp.patient_id, tp.study_date))
+            if aligned is None or not aligned.get("mask_file"):
+                reason = (aligned or {}).get("mask_error") or f"{where_of(tp)}: no label map at {tp.mask_path}"
+                reason = anon.scrub(reason, patient_ids)
+                summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
+                                         "stage": "segment", "reason": reason})
+                staged.measured[(tp.patient_id, tp.study_date)] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
+                continue
+            carried = dataclasses.replace(tp, mask_path=Path(aligned["mask_file"]))
+            sources[tag] = carried
+            later.append((tag, measure_job, (carried, config.lesions, cache_root, extras_of[tp.patient_id])))
+        for tag, outcome in jobs.run("measure", later):
+            record_measure(tag, outcome)
+
+        track_jobs = []
+        for pid in patient_ids:
+            base = baselines.get(pid)
+            if base is None:
+                continue
+            scans = [sources[(pid, tp.study_date.isoformat())] for tp in patients[pid]]
+            ok = [t for t in scans if isinstance(staged.measured.get((pid, t.study_date)), MeasuredTimepoint)]
+            how: dict[dt.date, str] = {}
+            staged.tracked_by[pid] = how
+            if not any(t.study_date == base.study_date for t in ok):
+                continue  # the baseline failed: the patient's assessment says so
+            if method == "labels":
+                staged.tracking[pid] = tracking_by_labels(
+                    base.study_date, {t.study_date: [m.label for m in staged.measured[(pid, t.study_date)].lesions] for t in ok})
+                how.update({t.study_date: "labels" for t in ok if t.study_date != base.study_date})
+                continue
+            inputs = []
+            base_item = None
+            for t in ok:
+                item_transform = None
+                aligned = staged.aligned.get((pid, t.study_date)) or {}
+                if aligned.get("transform_file"):
+                    item_transform = Path(aligned["transform_file"])
+                item = TrackInput(t, staged.measured[(pid, t.study_date)].geometry, item_transform)
+                if t.study_date == base.study_date:
+                    base_item = item
+                else:
+                    inputs.append(item)
+                    how[t.study_date] = "registration" if item_transform else "scanner"
+            track_jobs.append(((pid, None), track_job, (base_item, inputs, config.lesions, config.tracking, cache_root)))
+        for (pid, _), outcome in jobs.run("track", track_jobs):
+            if isinstance(outcome, str):
+                staged.tracking[pid] = outcome
+                summary.failures.append({"patient_id": anon.patient(pid), "date": "", "stage": "track", "reason": outcome})
+            else:
+                staged.tracking[pid] = tracking_from_dict(outcome["result"])
+    return staged
+
+
+def _run_mixed(jobs: _Jobs, align_jobs: list, measure_jobs: list) -> Iterator[tuple[tuple[str, Any], Any]]:
+    """Align and measure tasks in one batch on the executor (so both keep every worker busy)."""
+    tagged = [(("align", tag), fn, args) for tag, fn, args in align_jobs]
+    tagged += [(("measure", tag), fn, args) for tag, fn, args in measure_jobs]
+    if not tagged:
+        return
+    kind_bar = {k: jobs.progress.add_task(k, total=n) for k, n in (("register", len(align_jobs)), ("measure", len(measure_jobs))) if n}
+    ids = {}
+    for (kind, (pid, date)), _, _ in tagged:
+        task_id = f"{kind}:{jobs.anon.patient(pid)}:{date}"
+        ids[(kind, (pid, date))] = task_id
+        jobs.ledger.register(task_id, kind, jobs.anon.patient(pid), date, None)
+        jobs.ledger.running(task_id)
+    for tag, outcome in jobs.executor.run(tagged):
+        kind = tag[0]
+        task_id = ids[tag]
+        if isinstance(outcome, BaseException):
+            reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
+            reason = jobs.anon.scrub(reason, jobs.patient_ids)
+            jobs.ledger.failed(task_id, 0.0, reason)
+            log.error("%s failed: %s", task_id, reason)
+            result: Any = reason
+        else:
+            jobs.ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
+            jobs.summary.task_seconds += outcome["seconds"]
+            jobs.summary.cache_seconds += outcome.get("cache_seconds", 0.0)
+            jobs.summary.n_cached += int(outcome["cached"] and kind == "measure")
+            log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
+            result = outcome
+        jobs.progress.advance(kind_bar["register" if kind == "align" else "measure"])
+        if not jobs.console.is_terminal:
+            jobs.console.log(f"{task_id}: " + ("failed" if isinstance(result, str) else
+                                              "cached" if result["cached"] else "done"))
+        yield tag, result
+
+
+def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, anon: Pseudonymiser, tp: TimepointSource,
+                  outcome: Any) -> None:
+    """Keep an align task's outcome; a registration that is not usable is a failure row (the scan is then
+    tracked in scanner coordinates), as is a scan whose lesions could not be carried over."""
+    pid, date = anon.patient(tp.patient_id), tp.study_date.isoformat()
+    if isinstance(outcome, str):
+        summary.failures.append({"patient_id": pid, "date": date, "stage": "register", "reason": outcome})
+        staged.aligned[(tp.patient_id, tp.study_date)] = {"registration": {"status": "failed", "problems": [outcome]},
+                                                          "transform_file": None, "mask_file": None,
+                                                          "mask_error": outcome, "mask_problems": [], "landmarks": 0}
+        return
+    result = outcome["result"]
+    staged.aligned[(tp.patient_id, tp.study_date)] = result
+    reg = result.get("registration")
+    if reg is not None and reg["status"] != "ok":
+        summary.failures.append({
+            "patient_id": pid, "date": date, "stage": "register",
+            "reason": anon.scrub(f"registration to the baseline {reg['status']}: {'; '.join(reg['problems'])}; "
+                                 "not used: lesions of this scan are matched in scanner coordinates", [tp.patient_id]),
+        })
+    for problem in result.get("mask_problems", []):
+        summary.notes.append(f"segment:{pid}:{date}: {anon.scrub(problem, [tp.patient_id])}")
+    if result.get("mask_file"):
+        summary.notes.append(f"segment:{pid}:{date}: no mask given; the baseline's lesions were carried over by "
+                             f"registration and segmented ({Path(result['mask_file']).relative_to(config.output_dir)})")
 
 
 class RunError(RuntimeError):
@@ -256,14 +463,14 @@ def _run_locked(
             )
         clinical = load_clinical(config.dataset.clinical)
         visits = load_visits(config.dataset.visits)
-        sources = [tp for tps in found.patients.values() for tp in tps]
         summary.n_patients = len(found.patients)
-        summary.n_timepoints = len(sources)
-        measured = _measure_all(config, sources, ledger, console, summary, anon)
+        summary.n_timepoints = sum(len(tps) for tps in found.patients.values())
+        staged = _stage_all(config, found.patients, clinical, ledger, console, summary, anon)
 
         for patient_id in sorted(found.patients):
-            _assess_patient(config, patient_id, found.patients[patient_id], measured, clinical,
+            _assess_patient(config, patient_id, found.patients[patient_id], staged, clinical,
                             visits.get(patient_id, []), ledger, summary, anon)
+        summary.registration_rows = _registration_rows(config, staged, anon)
         summary.notes = [anon.scrub(n, list(found.patients)) for n in summary.notes]
         summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
@@ -271,6 +478,8 @@ def _run_locked(
         write_parquet_atomic(out / "lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
         write_csv_atomic(out / "responses.csv", summary.response_rows, RESPONSE_COLUMNS)
         write_csv_atomic(out / "best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
+        if config.tracking.method == "registration":
+            write_csv_atomic(out / "registrations.csv", summary.registration_rows, REGISTRATION_COLUMNS)
         if config.radiomics.enabled:
             write_csv_atomic(out / "radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
         if config.outputs.dicom:
@@ -315,7 +524,7 @@ def _assess_patient(
     config: RunConfig,
     patient_id: str,
     sources: list[TimepointSource],
-    measured: dict[tuple[str, dt.date], MeasuredTimepoint | FailedTimepoint],
+    staged: Staged,
     clinical: dict,
     visits: list[Visit],
     ledger: Ledger,
@@ -329,9 +538,15 @@ def _assess_patient(
     t0 = time.perf_counter()
     try:
         metadata = load_lesion_metadata(_metadata_path(config, patient_id))
-        tps = [measured[(patient_id, tp.study_date)] for tp in sources]
-        course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata,
-                                               config.lesions.default_organ, visits)
+        tps = [staged.measured[(patient_id, tp.study_date)] for tp in sources]
+        tracking = staged.tracking.get(patient_id)
+        if isinstance(tracking, str):
+            raise ValueError(tracking)
+        if tracking is None:  # the baseline could not be measured: build_course says so
+            tracking = tracking_by_labels(baseline_of(sources, clinical.get(patient_id)).study_date, {})
+        course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata, tracking,
+                                               config.lesions.default_organ, visits, config.tracking.too_small_mm,
+                                               staged.tracked_by.get(patient_id))
         if note:
             summary.notes.append(f"patient {out_id}: {note}")
         course_dict["patient_id"] = out_id
@@ -365,28 +580,57 @@ def _assess_patient(
         log.error("%s failed: %s", task_id, reason)
         return
     summary.lesion_rows.extend(rows)
-    summary.radiomics_rows.extend(_radiomics_rows(out_id, tps, metadata))
+    names = {(r["date"], r["label"]): r["lesion_id"] for r in rows if r["label"] is not None}
+    summary.radiomics_rows.extend(_radiomics_rows(out_id, tps, names))
     summary.response_rows.extend(response_rows)
     summary.best_rows.extend(best_rows)
     ledger.done(task_id, time.perf_counter() - t0)
 
 
-def _radiomics_rows(out_id: str, tps: list, metadata: dict) -> list[dict[str, Any]]:
-    """Long format: one row per lesion x time point x feature, with the change since the lesion's previous scan."""
+def _registration_rows(config: RunConfig, staged: Staged, anon: Pseudonymiser) -> list[dict[str, Any]]:
+    """One row per registered scan: status, the transform's rotation/scales/shift, metric, landmark error."""
+    rows = []
+    for (pid, date), aligned in sorted(staged.aligned.items()):
+        reg = aligned.get("registration")
+        if reg is None:
+            continue
+        scales = reg.get("scales") or [None, None]
+        shift = reg.get("translation_mm")
+        transform = aligned.get("transform_file")
+        rows.append({
+            "patient_id": anon.patient(pid), "date": date.isoformat(), "status": reg["status"],
+            "rotation_deg": _fmt(reg.get("rotation_deg"), 3),
+            "scale_min": _fmt(scales[0], 4), "scale_max": _fmt(scales[-1], 4),
+            "translation_mm": _fmt(float(sum(v * v for v in shift) ** 0.5), 3) if shift else None,
+            "metric_initial": _fmt(reg.get("metric_initial"), 4), "metric_final": _fmt(reg.get("metric_final"), 4),
+            "landmarks": aligned.get("landmarks", 0),
+            "landmark_error_mm": _fmt(reg.get("landmark_error_mm"), 3),
+            "landmark_error_max_mm": _fmt(reg.get("landmark_error_max_mm"), 3),
+            "seconds": _fmt(reg.get("seconds"), 2),
+            "transform_file": str(Path(transform).relative_to(config.output_dir)) if transform else "",
+            "problems": anon.scrub("; ".join(reg.get("problems", [])), [pid]),
+        })
+    return rows
+
+
+def _radiomics_rows(out_id: str, tps: list, names: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
+    """Long format: one row per lesion x time point x feature, with the change since the lesion's previous scan.
+
+    ``names``: (date, label) -> tracked lesion id, so a lesion's changes follow it whatever its label values."""
     from imaging.measurement.radiomics import feature_deltas
 
     rows: list[dict[str, Any]] = []
-    previous: dict[int, dict[str, float]] = {}
+    previous: dict[str, dict[str, float]] = {}
     for tp in sorted((t for t in tps if isinstance(t, MeasuredTimepoint)), key=lambda t: t.study_date):
         for label, features in sorted(tp.radiomics.items()):
-            name = metadata[label].lesion_id if label in metadata else f"L{label}"
-            deltas = feature_deltas(previous[label], features) if label in previous else {}
+            name = names.get((tp.study_date.isoformat(), label), f"L{label}")
+            deltas = feature_deltas(previous[name], features) if name in previous else {}
             for feature, value in sorted(features.items()):
                 d = deltas.get(feature, {})
                 rows.append({"patient_id": out_id, "date": tp.study_date.isoformat(), "lesion_id": name,
                              "feature": feature, "value": value, "change": d.get("absolute"),
                              "change_pct": None if d.get("relative") is None else round(100 * d["relative"], 4)})
-            previous[label] = features
+            previous[name] = features
     return rows
 
 

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from imaging.io import Geometry, load_label_map, read_nifti, read_series
+from imaging.io import Geometry, LoadedVolume, load_label_map, read_nifti, read_series
 from imaging.io.errors import ImagingError
 from imaging.measurement import LesionMeasurement, measure_lesions
 from imaging.measurement.radiomics import RadiomicsError, radiomics_features
@@ -74,6 +74,50 @@ def _identity(tp: TimepointSource) -> dict:
     }
 
 
+def where_of(tp: TimepointSource) -> str:
+    return f"patient {tp.patient_id}, {tp.study_date.isoformat()}"
+
+
+def load_scan(tp: TimepointSource) -> LoadedVolume:
+    """``tp``'s image (DICOM series or NIfTI/NRRD volume) with what the loader corrected.
+
+    Raises
+    ------
+    StageError
+        Naming the time point: no usable series, or the loader's reason.
+    """
+    where = where_of(tp)
+    if tp.problem or (tp.series is None and tp.image_path is None):
+        raise StageError(f"{where}: {tp.problem or 'no image series'}")
+    try:
+        if tp.image_path is not None:
+            if not tp.image_path.is_file():
+                raise StageError(f"{where}: no image at {tp.image_path}")
+            return read_nifti(tp.image_path)
+        assert tp.series is not None
+        return read_series(tp.series)
+    except ImagingError as exc:
+        raise StageError(f"{where}: loading the scan failed: {exc}") from exc
+
+
+def load_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: ANN001, ANN201 - sitk.Image
+    """``tp``'s label map on ``image``'s grid, as lesions (``lesions.mode``, specks dropped).
+
+    Raises
+    ------
+    StageError
+        Naming the time point and the label map: missing or unreadable.
+    """
+    where = where_of(tp)
+    if not tp.mask_path.is_file():
+        raise StageError(f"{where}: no label map at {tp.mask_path}")
+    try:
+        labels = load_label_map(tp.mask_path, image)
+    except ImagingError as exc:
+        raise StageError(f"{where}: loading the label map failed: {exc}") from exc
+    return lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
+
+
 def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras | None = None) -> MeasuredTimepoint:
     """Load ``tp``'s series and mask and measure its lesions (and make the ``extras`` asked for).
 
@@ -85,27 +129,9 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras
     StageError
         Naming the time point and what failed (series assembly, mask, ...).
     """
-    where = f"patient {tp.patient_id}, {tp.study_date.isoformat()}"
-    if tp.problem or (tp.series is None and tp.image_path is None):
-        raise StageError(f"{where}: {tp.problem or 'no image series'}")
-    try:
-        if tp.image_path is not None:
-            if not tp.image_path.is_file():
-                raise StageError(f"{where}: no image at {tp.image_path}")
-            loaded = read_nifti(tp.image_path)
-        else:
-            assert tp.series is not None
-            loaded = read_series(tp.series)
-        image = loaded.image
-    except ImagingError as exc:
-        raise StageError(f"{where}: loading the scan failed: {exc}") from exc
-    if not tp.mask_path.is_file():
-        raise StageError(f"{where}: no label map at {tp.mask_path}")
-    try:
-        labels = load_label_map(tp.mask_path, image)
-    except ImagingError as exc:
-        raise StageError(f"{where}: loading the label map failed: {exc}") from exc
-    labels = lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
+    loaded = load_scan(tp)
+    image = loaded.image
+    labels = load_lesions(tp, image, lesions)
     geometry = Geometry.of(image)
     thickness = (tp.series.slice_thickness_mm if tp.series else None) or geometry.spacing_mm[2]
     measurements = tuple(measure_lesions(labels))

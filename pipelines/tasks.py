@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipelines.alignment import AlignSpec, TrackInput, align_timepoint, track_patient
 from pipelines.cache import ResultCache, code_version, file_digest, files_digest, make_key
-from pipelines.config import LesionConfig
+from pipelines.config import LesionConfig, RegistrationSettings, TrackingConfig
 from pipelines.discover import TimepointSource
 from pipelines.stages import Extras, measure_timepoint, measured_to_dict
 
@@ -60,3 +61,80 @@ def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | N
         cache_seconds += time.perf_counter() - t0
     return {"result": result, "cached": False, "seconds": time.perf_counter() - started,
             "cache_seconds": cache_seconds, "key": key}
+
+
+ALIGN_STAGE_VERSION = 1
+#: What the align stage runs.
+ALIGN_CODE = ("imaging.io", "imaging.registration", "imaging.segmentation", "pipelines.stages", "pipelines.alignment")
+TRACK_STAGE_VERSION = 1
+TRACK_CODE = ("imaging.io", "imaging.registration", "imaging.segmentation", "pipelines.stages", "pipelines.alignment")
+
+
+def _source_inputs(tp: TimepointSource) -> list[Path]:
+    inputs = list(tp.series.files) if tp.series is not None else []
+    if tp.image_path is not None and tp.image_path.is_file():
+        inputs.append(tp.image_path)
+    return inputs
+
+
+def align_key(spec: AlignSpec, settings: RegistrationSettings, lesions: LesionConfig) -> str:
+    masks = [p for p in (spec.baseline.mask_path, spec.scan.mask_path) if p.is_file()]
+    landmarks = [file_digest(p) if p.is_file() else None for p in spec.landmarks] if spec.landmarks else None
+    return make_key("align", ALIGN_STAGE_VERSION, files_digest(_source_inputs(spec.baseline)),
+                    files_digest(_source_inputs(spec.scan)), [file_digest(p) for p in masks],
+                    [spec.baseline.mask_path.is_file(), spec.scan.mask_path.is_file()],
+                    spec.transform_path is not None, settings.model_dump(), lesions.model_dump(), landmarks,
+                    code_version(*ALIGN_CODE))
+
+
+def align_job(spec: AlignSpec, settings: RegistrationSettings, lesions: LesionConfig,
+              cache_root: Path | None) -> dict[str, Any]:
+    """Register one scan to its baseline (and carry its lesions over when it has no mask), through the cache.
+
+    A cached result is used only when the files it names (transform, carried-over mask) are still there.
+    Returns ``{"result": <align_timepoint's dict>, "cached": bool, "seconds": float, "cache_seconds": float}``.
+    """
+    started = time.perf_counter()
+    key = None
+    if cache_root is not None:
+        key = align_key(spec, settings, lesions)
+        hit = ResultCache(cache_root).get(key)
+        if hit is not None and all(Path(f).is_file() for f in (hit.get("transform_file"), hit.get("mask_file")) if f):
+            seconds = time.perf_counter() - started
+            return {"result": hit, "cached": True, "seconds": seconds, "cache_seconds": seconds}
+    cache_seconds = time.perf_counter() - started
+    result = align_timepoint(spec, settings, lesions)
+    if cache_root is not None and key is not None:
+        t0 = time.perf_counter()
+        ResultCache(cache_root).put(key, result)
+        cache_seconds += time.perf_counter() - t0
+    return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "cache_seconds": cache_seconds}
+
+
+def track_key(baseline: TrackInput, scans: list[TrackInput], lesions: LesionConfig, tracking: TrackingConfig) -> str:
+    parts = []
+    for item in [baseline, *sorted(scans, key=lambda s: s.scan.study_date)]:
+        parts.append([item.scan.study_date.isoformat(), file_digest(item.scan.mask_path) if item.scan.mask_path.is_file() else None,
+                      item.geometry.to_dict(),
+                      file_digest(item.transform_file) if item.transform_file and item.transform_file.is_file() else None])
+    return make_key("track", TRACK_STAGE_VERSION, parts, lesions.model_dump(), tracking.model_dump(), code_version(*TRACK_CODE))
+
+
+def track_job(baseline: TrackInput, scans: list[TrackInput], lesions: LesionConfig, tracking: TrackingConfig,
+              cache_root: Path | None) -> dict[str, Any]:
+    """Track one patient's lesions across its scans, through the cache."""
+    started = time.perf_counter()
+    key = None
+    if cache_root is not None:
+        key = track_key(baseline, scans, lesions, tracking)
+        hit = ResultCache(cache_root).get(key)
+        if hit is not None:
+            seconds = time.perf_counter() - started
+            return {"result": hit, "cached": True, "seconds": seconds, "cache_seconds": seconds}
+    cache_seconds = time.perf_counter() - started
+    result = track_patient(baseline, scans, lesions, tracking)["tracking"]
+    if cache_root is not None and key is not None:
+        t0 = time.perf_counter()
+        ResultCache(cache_root).put(key, result)
+        cache_seconds += time.perf_counter() - t0
+    return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "cache_seconds": cache_seconds}

@@ -178,5 +178,7 @@ def write_mini_archive(root: Path, *, n_patients: int = 2, spacing=(0.8, 0.8, 2.
         "output_dir: out\n"
         "criteria: [recist]\n"
         "executor: {kind: local, workers: 1}\n"
+        # One scanner frame for every scan, and too little anatomy to register (a lesion on a blank field).
+        "tracking: {method: scanner}\n"
     )
     return config

@@ -167,3 +167,57 @@ def test_nifti_layout_gives_the_same_measurements_as_dicom(run_out: Path, tmp_pa
     assert nifti == dicom
     course = json.loads((tmp_path / "courses" / "P002.json").read_text())
     assert course["timepoints"][1]["clinical"] == {"steroid_dose_mg": 2.0, "clinically_stable": True, "t2_flair": "stable"}
+
+
+def _truth_matrix(truth: dict, date: str):
+    import numpy as np
+
+    return np.asarray(next(tp for tp in truth["timepoints"] if tp["date"] == date)["transform"]["matrix_4x4"])
+
+
+def test_every_scan_is_registered_to_its_baseline_within_a_millimetre(run_out: Path, sample_truth: dict,
+                                                                      sample_root: Path):
+    """Each follow-up and pre-baseline scan: an accepted transform with its quality sidecar, whose error
+    against the generator's known rigid transform is < 1 mm at the lesion centroid and at 20 body points
+    (and at the shipped landmarks, as reported in registrations.csv)."""
+    import numpy as np
+
+    import SimpleITK as sitk
+
+    from imaging.registration import body_mask, load_quality, load_transform, sample_points
+
+    rows = {(r["patient_id"], r["date"]): r for r in _rows(run_out / "registrations.csv")}
+    expected = {(pid, tp["date"]) for pid, t in sample_truth.items() for tp in t["timepoints"] if not tp["is_baseline"]}
+    assert set(rows) == expected  # 13 scans
+    body = {}
+    for pid, truth in sample_truth.items():
+        base = next(tp for tp in truth["timepoints"] if tp["is_baseline"])
+        image = sitk.ReadImage(str(sample_root / base["folder"] / "image.nii.gz"))
+        body[pid] = sample_points(body_mask(image), 20, seed=int(pid[1:]))
+    for (pid, date), row in rows.items():
+        assert row["status"] == "ok", row
+        assert int(row["landmarks"]) >= 11 and float(row["landmark_error_max_mm"]) < 1.0, row
+        path = run_out / row["transform_file"]
+        quality = load_quality(path)
+        assert quality["status"] == "ok" and quality["metric_final"] < quality["metric_initial"]
+        transform = load_transform(path)
+        truth = sample_truth[pid]
+        fwd = _truth_matrix(truth, date)  # baseline LPS -> this scan's LPS
+        points = np.vstack([truth["source"]["centroid_lps"], body[pid]])
+        errors = [np.linalg.norm(np.asarray(transform.TransformPoint(tuple(p))) - (fwd @ np.r_[p, 1.0])[:3])
+                  for p in points]
+        assert np.percentile(errors, 95) < 1.0, (pid, date, max(errors))
+
+
+def test_lesions_are_tracked_with_stable_ids_and_the_new_lesion_is_new(run_out: Path):
+    rows = _rows(run_out / "lesions.csv")
+    by = {(r["patient_id"], r["date"], r["lesion_id"]): r for r in rows}
+    assert {r["tracked_by"] for r in rows} == {"baseline", "registration"}
+    assert by[("P003", "2024-01-02", "L1")]["tracking"] == "baseline"
+    assert by[("P003", "2023-11-06", "L1")]["tracking"] == "matched"  # the pre-baseline scan too
+    assert by[("P003", "2024-05-13", "L2")]["tracking"] == "new" and by[("P003", "2024-05-13", "L2")]["status"] == "new"
+    assert by[("P003", "2024-06-24", "L2")]["tracking"] == "matched"
+    assert all(r["tracking"] in ("baseline", "matched", "new") for r in rows)
+    course = json.loads((run_out / "courses" / "P003.json").read_text())
+    new = {tp["date"]: [n["lesion"] for n in tp["new_lesions"]] for tp in course["timepoints"]}
+    assert new["2024-04-01"] == [] and new["2024-05-13"] == ["L2"] and new["2024-06-24"] == ["L2"]
