@@ -35,6 +35,7 @@ def replicated_archive() -> Path:
 
     config = ARCHIVE / "config.yaml"
     if (ARCHIVE / ".complete").is_file():
+        _write_config(config)
         return config
     shutil.rmtree(ARCHIVE, ignore_errors=True)
     ARCHIVE.mkdir(parents=True)
@@ -60,11 +61,22 @@ def replicated_archive() -> Path:
                     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
                     ds.save_as(dst / "dicom" / f.name, enforce_file_format=True)
     (ARCHIVE / "clinical.csv").write_text("\n".join(out_clinical) + "\n")
+    _write_config(config)
+    (ARCHIVE / ".complete").touch()
+    return config
+
+
+def _write_config(config: Path) -> None:
+    """The current configs/sample.yaml pointed at the replicated archive (rewritten every run, so the benchmark
+    follows the config), and the landmark files the config names."""
+    for replica in (p for p in ARCHIVE.iterdir() if p.is_dir()):
+        source = SAMPLE / replica.name.rsplit("R", 1)[0]
+        for tp in (p for p in replica.iterdir() if p.is_dir()):
+            if (source / tp.name / "landmarks.csv").is_file():
+                shutil.copy(source / tp.name / "landmarks.csv", tp / "landmarks.csv")
     config.write_text((REPO / "configs" / "sample.yaml").read_text()
                       .replace("../sample_data/generated/clinical.csv", "clinical.csv")
                       .replace("../sample_data/generated", ".").replace("output_dir: ../out", "output_dir: out"))
-    (ARCHIVE / ".complete").touch()
-    return config
 
 def _timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
