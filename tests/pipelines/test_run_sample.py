@@ -181,7 +181,6 @@ def test_every_scan_is_registered_to_its_baseline_within_a_millimetre(run_out: P
     against the generator's known rigid transform is < 1 mm at the lesion centroid and at 20 body points
     (and at the shipped landmarks, as reported in registrations.csv)."""
     import numpy as np
-
     import SimpleITK as sitk
 
     from imaging.registration import body_mask, load_quality, load_transform, sample_points
