@@ -76,7 +76,8 @@ def _write_config(config: Path) -> None:
                 shutil.copy(source / tp.name / "landmarks.csv", tp / "landmarks.csv")
     config.write_text((REPO / "configs" / "sample.yaml").read_text()
                       .replace("../sample_data/generated/clinical.csv", "clinical.csv")
-                      .replace("../sample_data/generated", ".").replace("output_dir: ../out", "output_dir: out"))
+                      .replace("../sample_data/generated", ".").replace("output_dir: ../out", "output_dir: out")
+                      .replace("params: radiomics.yaml", f"params: {REPO / 'configs' / 'radiomics.yaml'}"))
 
 def _timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()

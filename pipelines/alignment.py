@@ -151,7 +151,7 @@ def align_timepoint(spec: AlignSpec, settings: RegistrationSettings, lesions: Le
     base_labels = load_lesions(spec.baseline, fixed, lesions) if spec.baseline.mask_path.is_file() else None
     scan_labels = load_lesions(spec.scan, moving, lesions) if spec.scan.mask_path.is_file() else None
     out: dict[str, Any] = {"registration": None, "landmarks": 0, "transform_file": None, "mask_file": None,
-                           "mask_problems": [], "mask_error": None}
+                           "mask_problems": [], "mask_error": None, "mask_found": {}}
     transform: sitk.Transform | None = None
     usable = True
     if spec.transform_path is not None:
@@ -196,6 +196,7 @@ def align_timepoint(spec: AlignSpec, settings: RegistrationSettings, lesions: Le
                 save_nifti(seg.labels, spec.propagated_mask_path)
                 out["mask_file"] = str(spec.propagated_mask_path)
                 out["mask_problems"] = list(seg.problems)
+                out["mask_found"] = {str(k): bool(v) for k, v in seg.found.items()}
     return out
 
 
@@ -233,8 +234,9 @@ def track_patient(baseline: TrackInput, scans: list[TrackInput], lesions: Lesion
     """
     t0 = time.perf_counter()
     base_labels = load_lesions(baseline.scan, _grid(baseline.geometry), lesions)
-    followups = []
-    for item in sorted(scans, key=lambda s: s.scan.study_date):
+    base_name = baseline.scan.study_date.isoformat()
+
+    def prepared(item: TrackInput) -> tuple[str, sitk.Image, sitk.Transform | None]:
         labels = load_lesions(item.scan, _grid(item.geometry), lesions)
         transform = None
         if item.transform_file is not None:
@@ -242,13 +244,58 @@ def track_patient(baseline: TrackInput, scans: list[TrackInput], lesions: Lesion
                 transform = load_transform(item.transform_file)
             except RegistrationError as exc:
                 raise StageError(f"{where_of(item.scan)}: {exc}") from exc
-        followups.append((item.scan.study_date.isoformat(), labels, transform))
-    try:
-        result = track_lesions(base_labels, followups, max_distance_mm=tracking.max_distance_mm,
-                               min_overlap=tracking.min_overlap, baseline_name=baseline.scan.study_date.isoformat())
-    except (TrackingError, ImagingError) as exc:
-        raise StageError(f"patient {baseline.scan.patient_id}: tracking failed: {exc}") from exc
+        return item.scan.study_date.isoformat(), labels, transform
+
+    def track(followups: list[tuple[str, sitk.Image, sitk.Transform | None]]) -> TrackingResult:
+        try:
+            return track_lesions(base_labels, followups, max_distance_mm=tracking.max_distance_mm,
+                                 min_overlap=tracking.min_overlap, baseline_name=base_name)
+        except (TrackingError, ImagingError) as exc:
+            raise StageError(f"patient {baseline.scan.patient_id}: tracking failed: {exc}") from exc
+
+    # Follow-ups in date order, each matched against the lesions as last seen; a scan before the baseline
+    # is matched against the baseline alone (it must not become the reference of the follow-ups).
+    after = [prepared(s) for s in sorted(scans, key=lambda s: s.scan.study_date) if s.scan.study_date > baseline.scan.study_date]
+    before = [prepared(s) for s in sorted(scans, key=lambda s: s.scan.study_date) if s.scan.study_date < baseline.scan.study_date]
+    result = track(after)
+    for item in before:
+        result = merge_tracking(result, track([item]))
     return {"tracking": result.to_dict(), "seconds": time.perf_counter() - t0}
+
+
+def merge_tracking(main: TrackingResult, other: TrackingResult) -> TrackingResult:
+    """``main`` plus the time points of ``other`` (the same baseline tracked to other scans): baseline ids are
+    shared, lesions ``other`` found new get ids after ``main``'s. Histories keep the baseline first, then the
+    other time points in date order (ISO names)."""
+    base_name = main.timepoints[0]
+    base_ids = {i for i, h in main.histories.items() if h[0].timepoint == base_name}
+    next_id = max([*main.histories, 0]) + 1
+    remap: dict[int, int] = {}
+    for lid in sorted(other.histories):
+        if lid in base_ids:
+            remap[lid] = lid
+        else:
+            remap[lid], next_id = next_id, next_id + 1
+
+    def moved(state: LesionState) -> LesionState:
+        into = remap.get(state.merged_into) if state.merged_into is not None else None
+        return LesionState(state.timepoint, state.status, state.labels, into, state.reappeared)
+
+    matches = {k: dict(v) for k, v in main.matches.items()}
+    for tp in other.timepoints[1:]:
+        matches[tp] = {label: LabelMatch(m.label, tuple(remap[i] for i in m.lesion_ids), m.status, m.centroid_lps,
+                                         m.volume_mm3, m.distance_mm, m.overlap)
+                       for label, m in other.matches[tp].items()}
+    histories = {k: list(v) for k, v in main.histories.items()}
+    for lid, states in other.histories.items():
+        extra = [moved(s) for s in states if s.timepoint != base_name]
+        histories.setdefault(remap[lid], []).extend(extra)
+    timepoints = (base_name, *sorted(set(main.timepoints[1:]) | set(other.timepoints[1:])))
+    return TrackingResult(
+        timepoints=timepoints, matches=matches,
+        histories={k: (v[0], *sorted(v[1:], key=lambda s: s.timepoint)) if v[0].timepoint == base_name
+                   else tuple(sorted(v, key=lambda s: s.timepoint)) for k, v in histories.items()},
+    )
 
 
 def tracking_from_dict(d: dict[str, Any]) -> TrackingResult:
@@ -285,17 +332,28 @@ def tracking_by_labels(baseline_date: dt.date, labels_at: dict[dt.date, list[int
         tp = d.isoformat()
         order.append(tp)
         present = set(labels_at[d])
+        if d < baseline_date:  # before the baseline: against the baseline's labels alone
+            matches[tp] = {v: LabelMatch(v, (v,), MATCHED if v in base else NEW, (0.0, 0.0, 0.0), 0.0) for v in sorted(present)}
+            for v in base:
+                histories[v].append(LesionState(tp, MATCHED, (v,)) if v in present else LesionState(tp, "disappeared", ()))
+            for v in sorted(present - set(base)):
+                histories.setdefault(v, []).append(LesionState(tp, NEW, (v,)))
+            continue
         matches[tp] = {}
         for v in sorted(present):
-            status = MATCHED if v in histories else NEW
+            status = MATCHED if v in histories and any(s.timepoint >= name for s in histories[v]) else NEW
             matches[tp][v] = LabelMatch(v, (v,), status, (0.0, 0.0, 0.0), 0.0)
         for v in list(histories):
+            seen = [s for s in histories[v] if s.timepoint >= name]
+            if not seen:  # seen only before the baseline: new if it is here
+                continue
             if v in present:
-                was_gone = histories[v][-1].status == "disappeared"
+                was_gone = seen[-1].status == "disappeared"
                 histories[v].append(LesionState(tp, MATCHED, (v,), reappeared=was_gone))
             else:
                 histories[v].append(LesionState(tp, "disappeared", ()))
-        for v in sorted(present - set(histories)):
-            histories[v] = [LesionState(tp, NEW, (v,))]
+        for v in sorted(present):
+            if matches[tp][v].status == NEW:
+                histories.setdefault(v, []).append(LesionState(tp, NEW, (v,)))
     return TrackingResult(timepoints=tuple(order), matches=matches,
-                          histories={k: tuple(v) for k, v in histories.items()})
+                          histories={k: (v[0], *sorted(v[1:], key=lambda s: s.timepoint)) for k, v in histories.items()})

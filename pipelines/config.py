@@ -144,7 +144,7 @@ class RegistrationSettings(_Strict):
     ignores everything within this distance of a lesion of either scan (the changing tumour must not
     drive the fit); 0 uses the whole image. A registration that fails or is implausible (rotation over
     ``max_rotation_deg``, a scale outside ``scale_range``, a shift over ``max_translation_mm``) is
-    reported in failures.csv and not used. ``landmarks``: template of a per-scan CSV
+    reported in failures.csv and not used: the scan is then not evaluated (``on_failure``). ``landmarks``: template of a per-scan CSV
     (``name,x_mm,y_mm,z_mm``, LPS) of anatomical points; points of the same name in the baseline's and a
     follow-up's file give the registration's landmark error (in the transform's quality sidecar).
     """
@@ -155,6 +155,11 @@ class RegistrationSettings(_Strict):
     scale_range: tuple[float, float] = (0.8, 1.25)
     max_translation_mm: float | None = Field(default=None, gt=0)
     landmarks: str | None = Field(default=None, description="template of a per-scan landmarks CSV, relative to dataset.root")
+    on_failure: Literal["not_evaluated", "scanner"] = Field(
+        default="not_evaluated",
+        description="a scan whose registration failed: not evaluated (its lesions recorded, not assessed), or tracked "
+                    "in scanner coordinates (only for scans known to share the baseline's frame)",
+    )
 
     @field_validator("landmarks")
     @classmethod
@@ -185,14 +190,15 @@ class TrackingConfig(_Strict):
     ``scanner`` matches the same way in scanner coordinates, without registration (scans already in one
     frame); ``labels`` trusts the label values (curated label maps whose values are lesion ids).
     ``max_distance_mm``/``min_overlap``: when two lesions may be matched. ``too_small_mm``: a lesion
-    present but measuring less than this (long axis; nodes excepted) is recorded as too small to
-    measure, counting 5 mm (RECIST 1.1 Appendix I); 0 records every measurement as it is.
+    present but measuring less than this (long axis; nodes and split lesions excepted) is recorded as
+    too small to measure, counting 5 mm (RECIST 1.1 Appendix I); 0 (the default) records every
+    measurement as it is, as RECIST asks of an actual measurement.
     """
 
     method: Literal["registration", "scanner", "labels"] = "registration"
     max_distance_mm: float = Field(default=20.0, gt=0)
     min_overlap: float = Field(default=0.1, gt=0, le=1)
-    too_small_mm: float = Field(default=5.0, ge=0)
+    too_small_mm: float = Field(default=0.0, ge=0)
 
 
 class RunConfig(_Strict):

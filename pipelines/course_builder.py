@@ -18,6 +18,7 @@ that split or coalesce on treatment" and "Target lesions that become too small t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +78,7 @@ def lesion_names(
         else:
             li = LesionMetadata(lesion_id=f"L{lid}", organ=default_organ)
         if li.lesion_id in used:
-            li = li.model_copy(update={"lesion_id": f"{li.lesion_id}@{first.timepoint}"})
+            li = dataclasses.replace(li, lesion_id=f"{li.lesion_id}@{first.timepoint}")
         used.add(li.lesion_id)
         out[lid] = li
     return out
@@ -91,15 +92,26 @@ def build_course(
     tracking: TrackingResult,
     default_organ: str = "unknown",
     visits: list[Visit] | None = None,
-    too_small_mm: float = 5.0,
+    too_small_mm: float = 0.0,
     tracked_by: dict[dt.date, str] | None = None,
+    not_found: dict[dt.date, set[int]] | None = None,
+    untracked: dict[dt.date, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
     """Course (as the contract's dict), one lesion row per lesion (or fragment) x time point, and a note
     on the baseline.
 
-    ``tracking``: the patient's tracking, time points named by ISO date (scans that could not be
-    measured are absent from it). ``tracked_by``: per scan, how it was related to the baseline
-    ("registration", "scanner", "labels"), for the rows.
+    Parameters
+    ----------
+    tracking : the patient's tracking, time points named by ISO date. A scan absent from it (not
+        measured, or not tracked) enters the course as not evaluated.
+    too_small_mm : a single (unsplit, non-nodal) lesion measuring less is recorded as too small to
+        measure (RECIST counts 5 mm); 0, the default, records every measurement as it is, as RECIST 1.1
+        asks of an actual measurement (Appendix I).
+    tracked_by : per scan, how it was related to the baseline ("registration", "scanner", "labels").
+    not_found : per scan whose mask was carried over from the baseline, the baseline lesions its
+        segmentation could not find: not evaluated there (null), not "disappeared".
+    untracked : per scan measured but not related to the baseline (its registration failed), why:
+        not evaluated, its lesions recorded by label.
 
     Raises
     ------
@@ -119,7 +131,12 @@ def build_course(
     base_name = baseline.study_date.isoformat()
     names = lesion_names(tracking, baseline.study_date, metadata, default_organ)
     baseline_ids = sorted(i for i, h in tracking.histories.items() if h[0].timepoint == base_name)
-    tracked_by = tracked_by or {}
+    base_size = {m.label: (m.short_axis_mm if names[m.label].nodal else m.long_axis_mm)
+                 for m in baseline.lesions if m.label in names}
+    tracked_by, not_found, untracked = tracked_by or {}, not_found or {}, untracked or {}
+
+    def is_target(lid: int) -> bool:
+        return lid in baseline_ids and names[lid].target is not False
 
     def non_target_status(values: list[LesionMeasurement], nodal: bool) -> str:
         # RECIST 1.1 sec. 4.3.2: a non-target node is normal (absent) under 10 mm short axis.
@@ -127,10 +144,8 @@ def build_course(
             return "absent"
         return "absent" if nodal and max(m.short_axis_mm for m in values) < 10.0 else "present"
 
-    def too_small(m: LesionMeasurement, nodal: bool) -> bool:
-        return not nodal and 0 < m.long_axis_mm < too_small_mm
-
-    def target_entry(name: str, li: LesionMetadata, m: LesionMeasurement | None, **extra: Any) -> dict[str, Any]:
+    def target_entry(name: str, li: LesionMetadata, m: LesionMeasurement | None, *, too_small: bool = False,
+                     **extra: Any) -> dict[str, Any]:
         entry = {
             "lesion": name, "organ": li.organ, "nodal": li.nodal,
             "long_axis_mm": round(m.long_axis_mm, 3) if m else 0.0,
@@ -138,10 +153,19 @@ def build_course(
             "perpendicular_mm": round(m.perpendicular_mm, 3) if m else 0.0,
             "volume_mm3": round(m.volume_mm3, 3) if m else 0.0,
         }
-        if m is not None and too_small(m, li.nodal):
+        if too_small:
             entry["too_small_to_measure"] = True
         entry.update(extra)
         return entry
+
+    def not_evaluated(entry: dict[str, Any]) -> None:
+        for lid in baseline_ids:
+            li = names[lid]
+            if li.target is False:
+                entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "not_evaluated"})
+            else:
+                entry["target"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal,
+                                        "long_axis_mm": None, "short_axis_mm": None})
 
     clinical_by_date = {v.date: v.clinical.model_dump(exclude_none=True) for v in visits or []}
     course_tps: list[dict[str, Any]] = []
@@ -152,64 +176,99 @@ def build_course(
             entry["clinical"] = clinical_by_date[tp.study_date]
         name = tp.study_date.isoformat()
         if isinstance(tp, FailedTimepoint) or name not in tracking.timepoints:
-            for lid in baseline_ids:
-                li = names[lid]
-                if li.target is False:
-                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "not_evaluated"})
-                    continue
-                entry["target"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal, "long_axis_mm": None,
-                                        "short_axis_mm": None})
+            not_evaluated(entry)
+            if isinstance(tp, MeasuredTimepoint):  # measured but not related to the baseline
+                entry["slice_thickness_mm"] = tp.slice_thickness_mm
+                why = untracked.get(tp.study_date, "not tracked")
+                for m in tp.lesions:
+                    li = metadata.get(m.label) or LesionMetadata(lesion_id=f"L{m.label}", organ=default_organ)
+                    row = _row(tp, li, m.label, m, "untracked")
+                    row["lesion_id"] = f"label {m.label}"
+                    row["tracking"], row["tracked_by"] = "untracked", why
+                    rows.append(row)
             course_tps.append(entry)
             continue
         entry["slice_thickness_mm"] = tp.slice_thickness_mm
         by_label = {m.label: m for m in tp.lesions}
         how = tracked_by.get(tp.study_date, "baseline" if i == b else "")
+        missed = not_found.get(tp.study_date, set())
+        matches = tracking.matches[name]
+
+        def carrier(label: int, matches: Any = matches) -> int:
+            """Of the lesions coalesced in ``label``, the one that carries its measurement: the largest baseline
+            target (the one target selection keeps), else the first matched."""
+            members = matches[label].lesion_ids
+            targets = [lid for lid in members if is_target(lid)]
+            return max(targets, key=lambda lid: (base_size.get(lid, 0.0), -lid)) if targets else members[0]
+
+        def merged_label(labels: tuple[int, ...], matches: Any = matches) -> int | None:
+            return next((v for v in labels if v in matches and len(matches[v].lesion_ids) > 1), None)
 
         def add_row(li: LesionMetadata, lesion_name: str, label: int | None, status: str, flags: list[str],
                     tp: MeasuredTimepoint = tp, how: str = how, by_label: dict = by_label) -> None:
             m = by_label.get(label) if label is not None else None
             row = _row(tp, li, label, m, status)
             row["lesion_id"] = lesion_name
-            if m is not None and too_small(m, li.nodal) and status not in ("new", "pre-baseline only"):
-                flags = [*flags, "too_small_to_measure"]
             row["tracking"] = ";".join(flags)
             row["tracked_by"] = how
             rows.append(row)
 
-        # Baseline lesions (targets and non-targets).
+        # Baseline lesions (targets and non-targets), at the baseline, before it and after it.
         for lid in baseline_ids:
             li = names[lid]
             state = tracking.state(lid, name)
-            if state is None:  # a scan before the baseline: the lesion is only recorded
+            if state is None:
                 continue
             flags = [state.status] + (["reappeared"] if state.reappeared else [])
-            measured = [by_label[v] for v in state.labels if v in by_label]
-            if state.merged_into is not None:
-                into = names[state.merged_into].lesion_id
-                add_row(li, li.lesion_id, state.labels[0] if state.labels else None, "coalesced", [*flags, f"coalesced_into:{into}"])
-                if i < b:
-                    continue
-                if li.target is False:
-                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "present"})
-                elif state.merged_into in baseline_ids and names[state.merged_into].target is not False:
-                    entry["target"].append(target_entry(li.lesion_id, li, None, coalesced_into=into))
-                else:  # coalesced with a non-target or a new lesion: measured as one with it
-                    entry["target"].append(target_entry(li.lesion_id, li, measured[0] if measured else None))
+            v = merged_label(state.labels)
+            if v is not None:  # coalesced with other lesions into label v
+                keeper = carrier(v)
+                if keeper == lid:
+                    add_row(li, li.lesion_id, v, "present", flags)
+                    m = by_label.get(v)
+                    if li.target is False:
+                        entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "present"})
+                    else:
+                        entry["target"].append(target_entry(li.lesion_id, li, m))
+                else:
+                    into = names[keeper].lesion_id
+                    add_row(li, li.lesion_id, v, "coalesced", [*flags, f"coalesced_into:{into}"])
+                    if li.target is False:
+                        entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "present"})
+                    else:  # the keeper is a baseline target (see carrier)
+                        entry["target"].append(target_entry(li.lesion_id, li, None, coalesced_into=into))
                 continue
+            measured = [by_label[x] for x in state.labels if x in by_label]
             if not measured:
+                if lid in missed:  # a carried-over segmentation that did not find it: not evidence it is gone
+                    add_row(li, li.lesion_id, None, "not found", [*flags, "not_found_by_carried_segmentation"])
+                    if li.target is False:
+                        entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "not_evaluated"})
+                    else:
+                        entry["target"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal,
+                                                "long_axis_mm": None, "short_axis_mm": None})
+                    continue
                 add_row(li, li.lesion_id, None, "absent", flags)
-            elif len(measured) == 1:
-                add_row(li, li.lesion_id, measured[0].label, "present", flags)
-            else:
-                for k, m in enumerate(measured, start=1):
-                    add_row(li, f"{li.lesion_id}.{k}", m.label, "present", [*flags, f"fragment_of:{li.lesion_id}"])
-            if i < b:
+                if li.target is False:
+                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "absent"})
+                else:
+                    entry["target"].append(target_entry(li.lesion_id, li, None))
                 continue
+            if len(measured) == 1:
+                m = measured[0]
+                small = too_small_mm > 0 and not li.nodal and 0 < m.long_axis_mm < too_small_mm
+                add_row(li, li.lesion_id, m.label, "present", [*flags, "too_small_to_measure"] if small else flags)
+                if li.target is False:
+                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ,
+                                                "status": non_target_status(measured, li.nodal)})
+                else:
+                    entry["target"].append(target_entry(li.lesion_id, li, m, too_small=small))
+                continue
+            for k, m in enumerate(measured, start=1):  # split: fragments, summed by the engine
+                add_row(li, f"{li.lesion_id}.{k}", m.label, "present", [*flags, f"fragment_of:{li.lesion_id}"])
             if li.target is False:
                 entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ,
                                             "status": non_target_status(measured, li.nodal)})
-            elif len(measured) <= 1:
-                entry["target"].append(target_entry(li.lesion_id, li, measured[0] if measured else None))
             else:
                 for k, m in enumerate(measured, start=1):
                     entry["target"].append(target_entry(f"{li.lesion_id}.{k}", li, m, split_from=li.lesion_id))
@@ -218,32 +277,41 @@ def build_course(
         for lid in sorted(set(tracking.histories) - set(baseline_ids)):
             li = names[lid]
             state = tracking.state(lid, name)
-            if state is None or state.status == "disappeared":
-                if state is not None:
-                    add_row(li, li.lesion_id, None, "absent", [state.status])
+            if state is None:
                 continue
             flags = [state.status] + (["reappeared"] if state.reappeared else [])
-            if state.merged_into is not None:
-                add_row(li, li.lesion_id, state.labels[0] if state.labels else None, "coalesced",
-                        [*flags, f"coalesced_into:{names[state.merged_into].lesion_id}"])
-                continue
             status = "new" if i > b else "pre-baseline only"
-            parts = [by_label[v] for v in state.labels if v in by_label]
+            if state.status == "disappeared" or not state.labels:
+                add_row(li, li.lesion_id, None, "absent", flags)
+                continue
+            v = merged_label(state.labels)
+            if v is not None and carrier(v) != lid:
+                into = names[carrier(v)].lesion_id
+                add_row(li, li.lesion_id, v, "coalesced", [*flags, f"coalesced_into:{into}"])
+                if i > b:  # still there, inside another lesion: listed, not measured
+                    entry["new_lesions"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal,
+                                                 "long_axis_mm": None, "short_axis_mm": None})
+                continue
+            parts = [by_label[x] for x in state.labels if x in by_label]
+            if not parts:
+                continue
             for k, m in enumerate(parts, start=1):
                 lesion_name = li.lesion_id if len(parts) == 1 else f"{li.lesion_id}.{k}"
                 add_row(li, lesion_name, m.label, status, flags if len(parts) == 1 else [*flags, f"fragment_of:{li.lesion_id}"])
-                if i > b:
-                    entry["new_lesions"].append(
-                        {
-                            "lesion": lesion_name,
-                            "organ": li.organ,
-                            "nodal": li.nodal,
-                            "measurable": _measurable(m, li.nodal, tp.slice_thickness_mm),
-                            "long_axis_mm": round(m.long_axis_mm, 3),
-                            "short_axis_mm": round(m.short_axis_mm, 3),
-                            "perpendicular_mm": round(m.perpendicular_mm, 3),
-                        }
-                    )
+            if i > b:  # a new lesion that split stays one new lesion, its fragments summed
+                long_axis = sum(m.long_axis_mm for m in parts)
+                biggest = max(parts, key=lambda m: m.long_axis_mm)
+                entry["new_lesions"].append(
+                    {
+                        "lesion": li.lesion_id,
+                        "organ": li.organ,
+                        "nodal": li.nodal,
+                        "measurable": _measurable(biggest, li.nodal, tp.slice_thickness_mm),
+                        "long_axis_mm": round(long_axis, 3),
+                        "short_axis_mm": round(sum(m.short_axis_mm for m in parts), 3),
+                        "perpendicular_mm": round(sum(m.perpendicular_mm for m in parts), 3),
+                    }
+                )
         course_tps.append(entry)
 
     course = {

@@ -141,6 +141,7 @@ class Staged:
     aligned: dict[tuple[str, dt.date], dict[str, Any]] = field(default_factory=dict)
     tracking: dict[str, TrackingResult | str] = field(default_factory=dict)  # patient -> result, or why it failed
     tracked_by: dict[str, dict[dt.date, str]] = field(default_factory=dict)
+    untracked: dict[str, dict[dt.date, str]] = field(default_factory=dict)  # patient -> scan -> why not tracked
 
 
 def baseline_of(scans: list[TimepointSource], context: ClinicalContext | None) -> TimepointSource:
@@ -158,11 +159,14 @@ class _Jobs:
         self.executor, self.ledger, self.console, self.progress = executor, ledger, console, progress
         self.summary, self.anon, self.patient_ids = summary, anon, patient_ids
 
-    def run(self, kind: str, jobs: list[tuple[tuple[str, str | None], Any, tuple]]) -> Iterator[tuple[tuple[str, str | None], Any]]:
-        """Yield ``((patient, date), outcome)``: the task's ``result`` dict, or the reason it failed (a str)."""
+    def run(self, label: str, jobs: list[tuple[tuple[str, str | None], Any, tuple]], kind: str | None = None,
+            ) -> Iterator[tuple[tuple[str, str | None], Any]]:
+        """Yield ``((patient, date), outcome)``: the task's ``result`` dict, or the reason it failed (a str).
+        ``label``: the progress bar's; ``kind``: the ledger's task kind (default: the label)."""
+        kind = kind or label
         if not jobs:
             return
-        bar = self.progress.add_task(kind, total=len(jobs))
+        bar = self.progress.add_task(label, total=len(jobs))
         ids = {}
         for tag, _, _ in jobs:
             pid, date = tag
@@ -224,7 +228,9 @@ def _stage_all(
             tag = (pid, tp.study_date.isoformat())
             folder = safe_name(anon.patient(pid))
             needs_mask = not tp.mask_path.is_file() and tp.problem is None
-            if base is not None and tp is not base and method != "labels" and (method == "registration" or needs_mask):
+            # Neither an unusable scan nor one of an unusable baseline is registered (its measure task says why).
+            usable = base is not None and tp.problem is None and base.problem is None and tp is not base
+            if usable and method != "labels" and (method == "registration" or needs_mask):
                 spec = AlignSpec(
                     baseline=base, scan=tp,
                     transform_path=out / "transforms" / folder / f"{tp.study_date.isoformat()}.tfm" if method == "registration" else None,
@@ -267,14 +273,15 @@ def _stage_all(
             if aligned is None or not aligned.get("mask_file"):
                 reason = (aligned or {}).get("mask_error") or f"{where_of(tp)}: no label map at {tp.mask_path}"
                 reason = anon.scrub(reason, patient_ids)
-                summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
-                                         "stage": "segment", "reason": reason})
+                if not (aligned or {}).get("task_failed"):  # a failed align task is already a failure row
+                    summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
+                                             "stage": "segment", "reason": reason})
                 staged.measured[(tp.patient_id, tp.study_date)] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
                 continue
             carried = dataclasses.replace(tp, mask_path=Path(aligned["mask_file"]))
             sources[tag] = carried
             later.append((tag, measure_job, (carried, config.lesions, cache_root, extras_of[tp.patient_id])))
-        for tag, outcome in jobs.run("measure", later):
+        for tag, outcome in jobs.run("measure (carried-over masks)", later, kind="measure"):
             record_measure(tag, outcome)
 
         track_jobs = []
@@ -286,6 +293,8 @@ def _stage_all(
             ok = [t for t in scans if isinstance(staged.measured.get((pid, t.study_date)), MeasuredTimepoint)]
             how: dict[dt.date, str] = {}
             staged.tracked_by[pid] = how
+            untracked: dict[dt.date, str] = {}
+            staged.untracked[pid] = untracked
             if not any(t.study_date == base.study_date for t in ok):
                 continue  # the baseline failed: the patient's assessment says so
             if method == "labels":
@@ -300,6 +309,9 @@ def _stage_all(
                 aligned = staged.aligned.get((pid, t.study_date)) or {}
                 if aligned.get("transform_file"):
                     item_transform = Path(aligned["transform_file"])
+                elif method == "registration" and t.study_date != base.study_date and config.registration.on_failure == "not_evaluated":
+                    untracked[t.study_date] = "registration to the baseline not usable: not evaluated"
+                    continue
                 item = TrackInput(t, staged.measured[(pid, t.study_date)].geometry, item_transform)
                 if t.study_date == base.study_date:
                     base_item = item
@@ -360,8 +372,9 @@ def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, anon: 
     if isinstance(outcome, str):
         summary.failures.append({"patient_id": pid, "date": date, "stage": "register", "reason": outcome})
         staged.aligned[(tp.patient_id, tp.study_date)] = {"registration": {"status": "failed", "problems": [outcome]},
-                                                          "transform_file": None, "mask_file": None,
-                                                          "mask_error": outcome, "mask_problems": [], "landmarks": 0}
+                                                          "transform_file": None, "mask_file": None, "task_failed": True,
+                                                          "mask_error": outcome, "mask_problems": [], "landmarks": 0,
+                                                          "mask_found": {}}
         return
     result = outcome["result"]
     staged.aligned[(tp.patient_id, tp.study_date)] = result
@@ -369,14 +382,16 @@ def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, anon: 
     if reg is not None and reg["status"] != "ok":
         summary.failures.append({
             "patient_id": pid, "date": date, "stage": "register",
-            "reason": anon.scrub(f"registration to the baseline {reg['status']}: {'; '.join(reg['problems'])}; "
-                                 "not used: lesions of this scan are matched in scanner coordinates", [tp.patient_id]),
+            "reason": anon.scrub(f"registration to the baseline {reg['status']}: {'; '.join(reg['problems'])}; not used: "
+                                 + ("this scan is not evaluated (registration.on_failure)" if config.registration.on_failure == "not_evaluated"
+                                    else "its lesions are matched in scanner coordinates"), [tp.patient_id]),
         })
     for problem in result.get("mask_problems", []):
         summary.notes.append(f"segment:{pid}:{date}: {anon.scrub(problem, [tp.patient_id])}")
     if result.get("mask_file"):
         summary.notes.append(f"segment:{pid}:{date}: no mask given; the baseline's lesions were carried over by "
-                             f"registration and segmented ({Path(result['mask_file']).relative_to(config.output_dir)})")
+                             f"registration and segmented ({os.path.relpath(result['mask_file'], config.output_dir)}); "
+                             "only lesions known at baseline are looked for this way, not new ones")
 
 
 class RunError(RuntimeError):
@@ -540,13 +555,17 @@ def _assess_patient(
         metadata = load_lesion_metadata(_metadata_path(config, patient_id))
         tps = [staged.measured[(patient_id, tp.study_date)] for tp in sources]
         tracking = staged.tracking.get(patient_id)
-        if isinstance(tracking, str):
-            raise ValueError(tracking)
+        if isinstance(tracking, str):  # already a failure row (stage track)
+            ledger.failed(task_id, time.perf_counter() - t0, "not assessed: tracking failed")
+            return
         if tracking is None:  # the baseline could not be measured: build_course says so
             tracking = tracking_by_labels(baseline_of(sources, clinical.get(patient_id)).study_date, {})
+        not_found = {date: {int(k) for k, found in a.get("mask_found", {}).items() if not found}
+                     for (pid, date), a in staged.aligned.items() if pid == patient_id}
         course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata, tracking,
                                                config.lesions.default_organ, visits, config.tracking.too_small_mm,
-                                               staged.tracked_by.get(patient_id))
+                                               staged.tracked_by.get(patient_id), not_found,
+                                               staged.untracked.get(patient_id))
         if note:
             summary.notes.append(f"patient {out_id}: {note}")
         course_dict["patient_id"] = out_id
@@ -580,7 +599,8 @@ def _assess_patient(
         log.error("%s failed: %s", task_id, reason)
         return
     summary.lesion_rows.extend(rows)
-    names = {(r["date"], r["label"]): r["lesion_id"] for r in rows if r["label"] is not None}
+    names = {(r["date"], r["label"]): r["lesion_id"] for r in rows
+             if r["label"] is not None and r["status"] not in ("coalesced", "untracked")}
     summary.radiomics_rows.extend(_radiomics_rows(out_id, tps, names))
     summary.response_rows.extend(response_rows)
     summary.best_rows.extend(best_rows)
@@ -607,7 +627,7 @@ def _registration_rows(config: RunConfig, staged: Staged, anon: Pseudonymiser) -
             "landmark_error_mm": _fmt(reg.get("landmark_error_mm"), 3),
             "landmark_error_max_mm": _fmt(reg.get("landmark_error_max_mm"), 3),
             "seconds": _fmt(reg.get("seconds"), 2),
-            "transform_file": str(Path(transform).relative_to(config.output_dir)) if transform else "",
+            "transform_file": os.path.relpath(transform, config.output_dir) if transform else "",
             "problems": anon.scrub("; ".join(reg.get("problems", [])), [pid]),
         })
     return rows

@@ -99,16 +99,38 @@ def align_job(spec: AlignSpec, settings: RegistrationSettings, lesions: LesionCo
     if cache_root is not None:
         key = align_key(spec, settings, lesions)
         hit = ResultCache(cache_root).get(key)
-        if hit is not None and all(Path(f).is_file() for f in (hit.get("transform_file"), hit.get("mask_file")) if f):
+        if hit is not None and _files_as_cached(spec, hit):
+            hit = _at_spec_paths(spec, hit)
             seconds = time.perf_counter() - started
             return {"result": hit, "cached": True, "seconds": seconds, "cache_seconds": seconds}
     cache_seconds = time.perf_counter() - started
     result = align_timepoint(spec, settings, lesions)
     if cache_root is not None and key is not None:
         t0 = time.perf_counter()
+        result["transform_digest"] = file_digest(Path(result["transform_file"])) if result.get("transform_file") else None
+        result["mask_digest"] = file_digest(Path(result["mask_file"])) if result.get("mask_file") else None
         ResultCache(cache_root).put(key, result)
         cache_seconds += time.perf_counter() - t0
     return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "cache_seconds": cache_seconds}
+
+
+def _files_as_cached(spec: AlignSpec, hit: dict[str, Any]) -> bool:
+    """The files a cached align result made are at this spec's paths with the same content (a cache entry
+    holds no paths of its own: the same scans may sit under another output folder or pseudonym)."""
+    for digest_key, path in (("transform_digest", spec.transform_path), ("mask_digest", spec.propagated_mask_path)):
+        digest = hit.get(digest_key)
+        if digest is None:
+            continue
+        if path is None or not path.is_file() or file_digest(path) != digest:
+            return False
+    return True
+
+
+def _at_spec_paths(spec: AlignSpec, hit: dict[str, Any]) -> dict[str, Any]:
+    hit = dict(hit)
+    hit["transform_file"] = str(spec.transform_path) if hit.get("transform_digest") else None
+    hit["mask_file"] = str(spec.propagated_mask_path) if hit.get("mask_digest") else None
+    return hit
 
 
 def track_key(baseline: TrackInput, scans: list[TrackInput], lesions: LesionConfig, tracking: TrackingConfig) -> str:

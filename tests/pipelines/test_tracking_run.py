@@ -81,7 +81,7 @@ def test_ids_follow_the_lesions_not_the_label_values(tmp_path):
     }
     config = _write_patient(tmp_path, scans, {"1": {"lesion_id": "LEFT", "organ": "lung"},
                                               "2": {"lesion_id": "RIGHT", "organ": "lung"}})
-    result = _run(config)
+    result = _run(config, "--set", "tracking.too_small_mm=5")
     assert result.exit_code == 0, result.output
     rows = {(r["date"], r["lesion_id"]): r for r in _rows(tmp_path / "out" / "lesions.csv")}
     left1, right1 = rows[(D1.isoformat(), "LEFT")], rows[(D1.isoformat(), "RIGHT")]
@@ -97,6 +97,11 @@ def test_ids_follow_the_lesions_not_the_label_values(tmp_path):
     responses = {r["date"]: r for r in _rows(tmp_path / "out" / "responses.csv")}
     assert float(responses[D2.isoformat()]["sum_mm"]) == pytest.approx(5.0)  # 5 mm (too small) + 0 mm (gone)
     assert responses[D2.isoformat()]["response"] == "PR"
+
+    # By default a measured lesion is recorded as measured, however small (RECIST 1.1 Appendix I).
+    _run(config, "--set", "output_dir=out_measured")
+    last = {t["lesion"]: t for t in json.loads((tmp_path / "out_measured" / "courses" / "TRK01.json").read_text())["timepoints"][2]["target"]}
+    assert "too_small_to_measure" not in last["LEFT"] and abs(last["LEFT"]["long_axis_mm"] - 4.0) <= VOXEL_MM
 
     # Trusting the label values instead (tracking.method: labels) swaps the two lesions at D1.
     _run(config, "--set", "tracking.method=labels", "--set", "output_dir=out_labels")
@@ -153,7 +158,9 @@ def test_a_scan_without_a_mask_gets_the_baseline_lesions_carried_over(tmp_path):
     assert any("carried over" in n for n in summary["notes"])
 
 
-def test_a_scan_without_a_mask_whose_lesion_is_gone_is_reported(tmp_path):
+def test_a_lesion_the_carried_over_segmentation_cannot_find_is_not_evaluated(tmp_path):
+    """Not finding a lesion automatically is no evidence that it is gone: the target is not evaluated (NE),
+    never 0 mm (which would read as a response)."""
     scans = {D0: [(1, LEFT, (8.0, 6.0, 5.0))], D1: []}
     config = _write_patient(tmp_path, scans, {"1": {"lesion_id": "L1", "organ": "lung"}}, without_mask=(D1,))
     result = _run(config)
@@ -161,21 +168,35 @@ def test_a_scan_without_a_mask_whose_lesion_is_gone_is_reported(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert any("label 1" in n and "review" in n for n in summary["notes"]), summary["notes"]
     rows = {r["date"]: r for r in _rows(tmp_path / "out" / "lesions.csv")}
-    assert rows[D1.isoformat()]["status"] == "absent"
+    assert rows[D1.isoformat()]["status"] == "not found"
+    course = json.loads((tmp_path / "out" / "courses" / "TRK01.json").read_text())
+    assert course["timepoints"][1]["target"][0]["long_axis_mm"] is None
+    response = {r["date"]: r for r in _rows(tmp_path / "out" / "responses.csv")}[D1.isoformat()]
+    assert response["response"] == "NE"
 
 
 def test_a_failed_registration_is_reported_and_not_used(tmp_path):
-    """The mini archive is a lesion on a blank field: nothing to register once the lesions are masked out."""
+    """The mini archive is a lesion on a blank field: nothing to register once the lesions are masked out.
+    The scans are then not evaluated (their lesions recorded); on request, matched in scanner coordinates."""
     config = write_mini_archive(tmp_path)
     result = _run(config, "--set", "tracking.method=registration")
     assert result.exit_code == 1, result.output
     out = tmp_path / "out"
-    failures = [f for f in _rows(out / "failures.csv") if f["stage"] == "register"]
-    assert len(failures) == 4 and all("not used" in f["reason"] for f in failures)
+    failures = _rows(out / "failures.csv")
+    assert [f["stage"] for f in failures] == ["register"] * 4  # one row per scan, nothing counted twice
+    assert all("not used: this scan is not evaluated" in f["reason"] for f in failures)
     registrations = _rows(out / "registrations.csv")
     assert len(registrations) == 4 and {r["status"] for r in registrations} == {"failed"}
-    assert not list((out / "transforms").rglob("*[0-9].tfm")) if (out / "transforms").exists() else True
+    assert not list(out.rglob("transforms/*/*[0-9].tfm"))
     calls = {(r["patient_id"], r["date"]): r["response"] for r in _rows(out / "responses.csv")}
-    assert calls[("MINI01", "2024-02-20")] == "PR" and calls[("MINI02", "2024-02-20")] == "PD"
+    assert calls[("MINI01", "2024-02-20")] == "NE" and calls[("MINI02", "2024-02-20")] == "NE"
     rows = _rows(out / "lesions.csv")
+    assert {r["tracking"] for r in rows if r["date"] != "2024-01-02"} == {"untracked"}
+    assert all(float(r["long_axis_mm"]) > 0 for r in rows)  # measured all the same
+
+    _run(config, "--set", "tracking.method=registration", "--set", "registration.on_failure=scanner",
+         "--set", "output_dir=out_scanner")
+    calls = {(r["patient_id"], r["date"]): r["response"] for r in _rows(tmp_path / "out_scanner" / "responses.csv")}
+    assert calls[("MINI01", "2024-02-20")] == "PR" and calls[("MINI02", "2024-02-20")] == "PD"
+    rows = _rows(tmp_path / "out_scanner" / "lesions.csv")
     assert {r["tracked_by"] for r in rows if r["tracking"] != "baseline"} == {"scanner"}
