@@ -152,47 +152,48 @@ def baseline_of(scans: list[TimepointSource], context: ClinicalContext | None) -
 
 
 class _Jobs:
-    """Runs one batch of tasks on the executor, recording each in the ledger, the summary and the progress bar."""
+    """Runs tasks on the executor, recording each in the ledger, the summary and its progress bar."""
 
     def __init__(self, executor: Any, ledger: Ledger, console: Console, progress: Progress, summary: RunSummary,
                  anon: Pseudonymiser, patient_ids: list[str]) -> None:
         self.executor, self.ledger, self.console, self.progress = executor, ledger, console, progress
         self.summary, self.anon, self.patient_ids = summary, anon, patient_ids
 
-    def run(self, label: str, jobs: list[tuple[tuple[str, str | None], Any, tuple]], kind: str | None = None,
-            ) -> Iterator[tuple[tuple[str, str | None], Any]]:
-        """Yield ``((patient, date), outcome)``: the task's ``result`` dict, or the reason it failed (a str).
-        ``label``: the progress bar's; ``kind``: the ledger's task kind (default: the label)."""
-        kind = kind or label
-        if not jobs:
-            return
-        bar = self.progress.add_task(label, total=len(jobs))
+    def run(self, *batches: tuple[str, str, list[tuple[tuple[str, str | None], Any, tuple]]],
+            ) -> Iterator[tuple[tuple[str, tuple[str, str | None]], Any]]:
+        """Run ``(kind, progress label, jobs)`` batches together on the executor, in the order given (the longest
+        tasks first keeps both workers busy), and yield ``((kind, (patient, date)), outcome)``: the task's
+        result dict, or the reason it failed (a str)."""
+        tagged = [((kind, tag), fn, args) for kind, _, jobs in batches for tag, fn, args in jobs]
+        bars = {kind: self.progress.add_task(label, total=len(jobs)) for kind, label, jobs in batches if jobs}
         ids = {}
-        for tag, _, _ in jobs:
-            pid, date = tag
+        for (kind, (pid, date)), _, _ in tagged:
             task_id = f"{kind}:{self.anon.patient(pid)}" + (f":{date}" if date else "")
-            ids[tag] = task_id
+            ids[(kind, (pid, date))] = task_id
             self.ledger.register(task_id, kind, self.anon.patient(pid), date, None)
             self.ledger.running(task_id)
-        for tag, outcome in self.executor.run(jobs):
-            task_id = ids[tag]
+        if not tagged:
+            return
+        for tag, outcome in self.executor.run(tagged):
+            kind, task_id = tag[0], ids[tag]
+            result: Any
             if isinstance(outcome, BaseException):
                 reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
-                reason = self.anon.scrub(reason, self.patient_ids)
-                self.ledger.failed(task_id, 0.0, reason)
-                log.error("%s failed: %s", task_id, reason)
-                yield tag, reason
+                result = self.anon.scrub(reason, self.patient_ids)
+                self.ledger.failed(task_id, 0.0, result)
+                log.error("%s failed: %s", task_id, result)
             else:
+                result = outcome
                 self.ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
                 self.summary.task_seconds += outcome["seconds"]
                 self.summary.cache_seconds += outcome.get("cache_seconds", 0.0)
                 self.summary.n_cached += int(outcome["cached"] and kind == "measure")
                 log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
-                yield tag, outcome
-            self.progress.advance(bar)
+            self.progress.advance(bars[kind])
             if not self.console.is_terminal:
-                self.console.log(f"{task_id}: " + ("failed" if isinstance(outcome, BaseException | str) else
-                                                  "cached" if outcome["cached"] else "done"))
+                self.console.log(f"{task_id}: " + ("failed" if isinstance(result, str) else
+                                                  "cached" if result["cached"] else "done"))
+            yield tag, result
 
 
 def _landmarks(config: RunConfig, tp: TimepointSource) -> Path | None:
@@ -262,7 +263,7 @@ def _stage_all(
     with progress, make_executor(config.executor) as executor:
         jobs = _Jobs(executor, ledger, console, progress, summary, anon, patient_ids)
         # Registrations first: the longest tasks start first, measurements fill the gaps.
-        for tag, outcome in _run_mixed(jobs, align_jobs, measure_jobs):
+        for tag, outcome in jobs.run(("align", "register", align_jobs), ("measure", "measure", measure_jobs)):
             if tag[0] == "align":
                 _record_align(config, staged, summary, anon, sources[tag[1]], outcome)
             else:
@@ -281,7 +282,7 @@ def _stage_all(
             carried = dataclasses.replace(tp, mask_path=Path(aligned["mask_file"]))
             sources[tag] = carried
             later.append((tag, measure_job, (carried, config.lesions, cache_root, extras_of[tp.patient_id])))
-        for tag, outcome in jobs.run("measure (carried-over masks)", later, kind="measure"):
+        for (_, tag), outcome in jobs.run(("measure", "measure (carried-over masks)", later)):
             record_measure(tag, outcome)
 
         track_jobs = []
@@ -319,7 +320,7 @@ def _stage_all(
                     inputs.append(item)
                     how[t.study_date] = "registration" if item_transform else "scanner"
             track_jobs.append(((pid, None), track_job, (base_item, inputs, config.lesions, config.tracking, cache_root)))
-        for (pid, _), outcome in jobs.run("track", track_jobs):
+        for (_, (pid, _)), outcome in jobs.run(("track", "track", track_jobs)):
             if isinstance(outcome, str):
                 staged.tracking[pid] = outcome
                 summary.failures.append({"patient_id": anon.patient(pid), "date": "", "stage": "track", "reason": outcome})
@@ -328,46 +329,10 @@ def _stage_all(
     return staged
 
 
-def _run_mixed(jobs: _Jobs, align_jobs: list, measure_jobs: list) -> Iterator[tuple[tuple[str, Any], Any]]:
-    """Align and measure tasks in one batch on the executor (so both keep every worker busy)."""
-    tagged = [(("align", tag), fn, args) for tag, fn, args in align_jobs]
-    tagged += [(("measure", tag), fn, args) for tag, fn, args in measure_jobs]
-    if not tagged:
-        return
-    kind_bar = {k: jobs.progress.add_task(k, total=n) for k, n in (("register", len(align_jobs)), ("measure", len(measure_jobs))) if n}
-    ids = {}
-    for (kind, (pid, date)), _, _ in tagged:
-        task_id = f"{kind}:{jobs.anon.patient(pid)}:{date}"
-        ids[(kind, (pid, date))] = task_id
-        jobs.ledger.register(task_id, kind, jobs.anon.patient(pid), date, None)
-        jobs.ledger.running(task_id)
-    for tag, outcome in jobs.executor.run(tagged):
-        kind = tag[0]
-        task_id = ids[tag]
-        if isinstance(outcome, BaseException):
-            reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
-            reason = jobs.anon.scrub(reason, jobs.patient_ids)
-            jobs.ledger.failed(task_id, 0.0, reason)
-            log.error("%s failed: %s", task_id, reason)
-            result: Any = reason
-        else:
-            jobs.ledger.done(task_id, outcome["seconds"], cached=outcome["cached"])
-            jobs.summary.task_seconds += outcome["seconds"]
-            jobs.summary.cache_seconds += outcome.get("cache_seconds", 0.0)
-            jobs.summary.n_cached += int(outcome["cached"] and kind == "measure")
-            log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
-            result = outcome
-        jobs.progress.advance(kind_bar["register" if kind == "align" else "measure"])
-        if not jobs.console.is_terminal:
-            jobs.console.log(f"{task_id}: " + ("failed" if isinstance(result, str) else
-                                              "cached" if result["cached"] else "done"))
-        yield tag, result
-
-
 def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, anon: Pseudonymiser, tp: TimepointSource,
                   outcome: Any) -> None:
-    """Keep an align task's outcome; a registration that is not usable is a failure row (the scan is then
-    tracked in scanner coordinates), as is a scan whose lesions could not be carried over."""
+    """Keep an align task's outcome; a registration that is not usable is a failure row (the scan is then not
+    evaluated, or tracked in scanner coordinates: ``registration.on_failure``)."""
     pid, date = anon.patient(tp.patient_id), tp.study_date.isoformat()
     if isinstance(outcome, str):
         summary.failures.append({"patient_id": pid, "date": date, "stage": "register", "reason": outcome})
