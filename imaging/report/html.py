@@ -41,6 +41,7 @@ LESION_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("organ", "organ", None),
     ("nodal", "nodal", None),
     ("status", "status", None),
+    ("tracking", "tracking", None),
     ("long_axis_mm", "long axis (mm)", 1),
     ("short_axis_mm", "short axis (mm)", 1),
     ("perpendicular_mm", "perpendicular (mm)", 1),
@@ -65,6 +66,7 @@ class RunData:
     best: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     lesions: list[dict[str, str]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
+    registrations: list[dict[str, str]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -151,6 +153,8 @@ def load_run(run_dir: Path) -> RunData:
         data.best[(row.get("patient_id", ""), row.get("criterion", ""))] = row
     data.lesions = _read_csv(run_dir / "lesions.csv", data.problems)
     data.failures = _read_csv(run_dir / "failures.csv", data.problems)
+    if (run_dir / "registrations.csv").is_file():  # runs that register their scans
+        data.registrations = _read_csv(run_dir / "registrations.csv", data.problems)
     data.summary = _read_json(run_dir / "summary.json", data.problems)
     data.provenance = _read_json(run_dir / "provenance.json", data.problems)
     return data
@@ -431,6 +435,7 @@ class _Page:
             open_attr = " open" if k == 0 else ""
             parts.append(f"<details{open_attr}><summary>{esc(criterion)}</summary>"
                          + self._timeline(patient, rows) + "</details>")
+        parts.append(self._registrations(patient))
         parts.append(self._lesions(patient))
         parts.append(self._snapshots(index, patient))
         return "\n".join(parts)
@@ -468,6 +473,35 @@ class _Page:
         headers = ["date", "days"] + [SUM_HEADERS[m] for m in measures] + [
             "vs baseline (%)", "vs nadir (%)", "call", "flags", "reason"]
         return _table(headers, (line for _, line in sorted(lines, key=lambda t: t[0])), cls="timeline")
+
+    def _registrations(self, patient: str) -> str:
+        """Each scan's registration to the baseline: status, motion, metric, landmark error (registrations.csv)."""
+        rows = sorted((r for r in self.data.registrations if r.get("patient_id") == patient),
+                      key=lambda r: (_date(r.get("date")) or dt.date.max, r.get("date", "")))
+        if not rows:
+            return ""
+        body = []
+        for r in rows:
+            ok = r.get("status") == "ok"
+            scales = f'{_fmt(_number(r.get("scale_min")), 4)}–{_fmt(_number(r.get("scale_max")), 4)}'
+            landmarks = (f'{_fmt(_number(r.get("landmark_error_mm")), 2)} (max {_fmt(_number(r.get("landmark_error_max_mm")), 2)}, '
+                         f'n={esc(r.get("landmarks", ""))})') if _number(r.get("landmark_error_mm")) is not None else ""
+            body.append(
+                ("<tr>" if ok else '<tr class="failed">')
+                + f'<td class="date">{esc(r.get("date", ""))}</td>'
+                + (f"<td>{esc(r.get('status', ''))}</td>" if ok else f'<td><span class="fail">{esc(r.get("status", ""))}</span></td>')
+                + f'<td class="num">{_fmt(_number(r.get("rotation_deg")), 2)}</td>'
+                + f'<td class="num">{_fmt(_number(r.get("translation_mm")), 1)}</td>'
+                + f'<td class="num">{scales}</td>'
+                + f'<td class="num">{_fmt(_number(r.get("metric_initial")), 3)} → {_fmt(_number(r.get("metric_final")), 3)}</td>'
+                + f'<td class="num">{landmarks}</td>'
+                + f'<td class="reason">{esc(r.get("problems", ""))}</td></tr>'
+            )
+        headers = ["scan", "status", "rotation (°)", "shift (mm)", "scales", "Mattes MI before → after",
+                   "landmark error (mm)", "problems"]
+        return ("<h3>Registration to the baseline</h3><p>Rigid + affine, lesions masked out; transforms in "
+                "<code>transforms/</code>. A scan whose registration is not ok is not used as registered.</p>"
+                + _table([esc(h) for h in headers], body, cls="registrations"))
 
     def _lesions(self, patient: str) -> str:
         rows = [r for r in self.data.lesions if r.get("patient_id") == patient]

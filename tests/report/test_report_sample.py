@@ -39,3 +39,14 @@ def test_sample_run_report(sample_run: Path):
         for kind in ("waterfall", "spider", "swimmer"):
             assert list((sample_run / "report" / "fig").glob(f"*_{criterion}_{kind}.png")), (criterion, kind)
     assert "sum of products of diameters" in page  # RANO's burden and its -50 % / +25 % thresholds
+
+
+def test_sample_report_shows_registration_and_tracking(sample_run: Path):
+    page = write_report(sample_run, title="sample").read_text(encoding="utf-8")
+    assert page.count("<h3>Registration to the baseline</h3>") == 3  # one table per patient
+    with (sample_run / "registrations.csv").open(newline="") as fh:
+        registrations = list(csv.DictReader(fh))
+    assert len(registrations) == 13
+    for row in registrations:
+        assert f'<td class="date">{row["date"]}</td><td>ok</td>' in page, row
+    assert "<th>tracking</th>" in page and "<td>new</td>" in page  # P003's new lesion
