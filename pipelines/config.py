@@ -22,6 +22,16 @@ class ConfigError(ValueError):
     """A run configuration is invalid; the message names the file, line and field."""
 
 
+def _path_template(value: str | None) -> str | None:
+    """A per-patient / per-scan path template: only {patient_id}, {study_date} and {timepoint} may appear."""
+    if value is not None:
+        try:
+            value.format(patient_id="x", study_date="x", timepoint="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"template may use only {{patient_id}}, {{study_date}} and {{timepoint}} ({exc})") from exc
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,13 +73,7 @@ class DatasetConfig(_Strict):
     @field_validator("mask", "lesion_metadata", "image")
     @classmethod
     def _template_fields(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            value.format(patient_id="x", study_date="x", timepoint="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"template may use only {{patient_id}}, {{study_date}} and {{timepoint}} ({exc})") from exc
-        return value
+        return _path_template(value)
 
     @field_validator("timepoints")
     @classmethod
@@ -164,12 +168,7 @@ class RegistrationSettings(_Strict):
     @field_validator("landmarks")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                value.format(patient_id="x", study_date="x", timepoint="x")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"template may use only {{patient_id}}, {{study_date}} and {{timepoint}} ({exc})") from exc
-        return value
+        return _path_template(value)
 
     @model_validator(mode="after")
     def _limits(self) -> RegistrationSettings:

@@ -167,9 +167,16 @@ def write_mini_archive(root: Path, *, n_patients: int = 2, spacing=(0.8, 0.8, 2.
             save_nifti(labels, folder / "mask.nii.gz")
         (root / pid / "lesions.json").write_text(_json.dumps({"1": {"lesion_id": "L1", "organ": "lung", "nodal": False}}))
     (root / "clinical.csv").write_text("\n".join(clinical) + "\n")
+    # One scanner frame for every scan, and too little anatomy to register (a lesion on a blank field).
+    return write_run_config(root, "mini", tracking="scanner")
+
+
+def write_run_config(root: Path, name: str, *, tracking: str) -> Path:
+    """``root/config.yaml`` for an archive laid out as the sample data (``<patient>/<date>/dicom/``,
+    ``mask.nii.gz``, ``<patient>/lesions.json``, ``clinical.csv``): RECIST, one in-process worker."""
     config = root / "config.yaml"
     config.write_text(
-        "name: mini\n"
+        f"name: {name}\n"
         "dataset:\n"
         "  root: .\n"
         '  mask: "{patient_id}/{study_date}/mask.nii.gz"\n'
@@ -178,7 +185,6 @@ def write_mini_archive(root: Path, *, n_patients: int = 2, spacing=(0.8, 0.8, 2.
         "output_dir: out\n"
         "criteria: [recist]\n"
         "executor: {kind: local, workers: 1}\n"
-        # One scanner frame for every scan, and too little anatomy to register (a lesion on a blank field).
-        "tracking: {method: scanner}\n"
+        f"tracking: {{method: {tracking}}}\n"
     )
     return config

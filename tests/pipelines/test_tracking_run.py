@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from imaging.io import save_nifti
 from pipelines.cli import app
-from tests.data_factory import ellipsoid_labels, write_mini_archive, write_series
+from tests.data_factory import ellipsoid_labels, write_mini_archive, write_run_config, write_series
 
 SPACING = (0.8, 0.8, 2.5)
 SIZE = (96, 96, 20)
@@ -42,20 +42,7 @@ def _write_patient(root: Path, scans: dict[dt.date, list[tuple[int, tuple[float,
     (root / pid / "lesions.json").write_text(json.dumps(sidecar))
     first = min(scans)
     (root / "clinical.csv").write_text(f"patient_id,treatment_start,radiotherapy_end,immunotherapy\n{pid},{first + dt.timedelta(days=3)},,false\n")
-    config = root / "config.yaml"
-    config.write_text(
-        "name: tracking\n"
-        "dataset:\n"
-        "  root: .\n"
-        '  mask: "{patient_id}/{study_date}/mask.nii.gz"\n'
-        '  lesion_metadata: "{patient_id}/lesions.json"\n'
-        "  clinical: clinical.csv\n"
-        "output_dir: out\n"
-        "criteria: [recist]\n"
-        "executor: {kind: local, workers: 1}\n"
-        f"tracking: {{method: {method}}}\n"
-    )
-    return config
+    return write_run_config(root, "tracking", tracking=method)
 
 
 def _run(config: Path, *extra: str):
