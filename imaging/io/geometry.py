@@ -93,3 +93,22 @@ class LoadedVolume:
     @property
     def geometry(self) -> Geometry:
         return Geometry.of(self.image)
+
+
+def nonzero_box(mask: np.ndarray, pad: int | tuple[int, ...] = 0) -> tuple[slice, ...] | None:
+    """Index box of the non-zero voxels of ``mask`` (numpy axis order), grown by ``pad`` voxels per axis
+    and clipped to the array; ``None`` when nothing is non-zero.
+
+    Reads the whole array once, with a reduction per axis (the first axis over the whole array, the
+    others over the slab the first one found), rather than listing every non-zero voxel.
+    """
+    arr = np.asarray(mask)
+    pads = (pad,) * arr.ndim if isinstance(pad, int) else tuple(int(p) for p in pad)
+    first = np.flatnonzero(arr.any(axis=tuple(range(1, arr.ndim))))
+    if first.size == 0:
+        return None
+    slab = arr[first[0]: first[-1] + 1].any(axis=0)
+    present = [first] + [np.flatnonzero(slab.any(axis=tuple(a for a in range(slab.ndim) if a != k)))
+                         for k in range(slab.ndim)]
+    return tuple(slice(max(0, int(p[0]) - d), min(n, int(p[-1]) + 1 + d))
+                 for p, d, n in zip(present, pads, arr.shape))
