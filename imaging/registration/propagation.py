@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from imaging.io.geometry import nonzero_box
 from imaging.registration.errors import RegistrationError
 
 _FIELD_SPACING_MM = 2.0  # grid of a numerically inverted B-spline: far finer than its 50 mm knots
@@ -109,13 +110,9 @@ def lesion_exclusion_mask(labels: sitk.Image, margin_mm: float = 30.0) -> sitk.I
 
     arr = sitk.GetArrayViewFromImage(labels) != 0
     out = np.ones(arr.shape, dtype=np.uint8)
-    if arr.any():
-        spacing_zyx = np.asarray(labels.GetSpacing(), dtype=float)[::-1]
-        pad = np.ceil(margin_mm / spacing_zyx).astype(int) + 1
-        nz = np.argwhere(arr)
-        lo = np.maximum(nz.min(axis=0) - pad, 0)
-        hi = np.minimum(nz.max(axis=0) + pad + 1, arr.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    spacing_zyx = np.asarray(labels.GetSpacing(), dtype=float)[::-1]
+    box = nonzero_box(arr, tuple(np.ceil(margin_mm / spacing_zyx).astype(int) + 1))
+    if box is not None:
         dist = ndimage.distance_transform_edt(~arr[box], sampling=spacing_zyx)
         out[box] = (dist > margin_mm).astype(np.uint8)
     mask = sitk.GetImageFromArray(out)
