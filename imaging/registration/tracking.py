@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.optimize import linear_sum_assignment
 
+from imaging.io.geometry import nonzero_box
 from imaging.registration.errors import TrackingError
 from imaging.registration.propagation import invert_transform
 
@@ -169,29 +170,83 @@ class _Observed:
     overlap: float | None = None
 
 
-def _label_values(arr: np.ndarray) -> list[int]:
-    values = np.unique(arr)
-    return [int(v) for v in values if v != 0]
+@dataclass(frozen=True)
+class _Boxed:
+    """The part of a label map that holds labels: a copy of its non-zero box, and where the box lies.
+
+    Label maps are mostly background (a 512 x 512 x 61 CT with a 3 cm lesion is 99.9 % zeros), so
+    everything per label is done on the box; flat indices are given on the whole grid.
+    """
+
+    arr: np.ndarray  # the box, numpy (z, y, x) order; empty when there is no label
+    start_zyx: tuple[int, int, int]
+    shape_zyx: tuple[int, int, int]  # of the whole grid
+
+    @classmethod
+    def of(cls, image: sitk.Image, name: str) -> _Boxed:
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise TrackingError(f"{name}: a 3-D scalar label map is required")
+        view = sitk.GetArrayViewFromImage(image)
+        box = nonzero_box(view)
+        if box is None:
+            return cls(np.zeros((0, 0, 0), dtype=np.int64), (0, 0, 0), view.shape)
+        arr = np.array(view[box])  # a copy: nothing may keep a view of the image's buffer
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.mod(arr, 1) == 0):
+                raise TrackingError(f"{name}: label map has non-integer values")
+            arr = arr.astype(np.int64)
+        return cls(arr, tuple(b.start for b in box), view.shape)  # type: ignore[arg-type]
+
+    def values(self) -> list[int]:
+        return [int(v) for v in np.unique(self.arr) if v != 0]
+
+    def flat_indices(self, value: int) -> np.ndarray:
+        """Sorted flat indices (on the whole grid) of the voxels of ``value``."""
+        local = np.nonzero(self.arr == value)
+        return np.ravel_multi_index(tuple(i + s for i, s in zip(local, self.start_zyx)), self.shape_zyx)
+
+    def centroids(self, image: sitk.Image, labels: list[int]) -> dict[int, np.ndarray]:
+        """Centroid (LPS mm, on the image's own grid) of each label."""
+        out = {}
+        for v in labels:
+            idx_zyx = np.argwhere(self.arr == v).mean(axis=0) + np.asarray(self.start_zyx)
+            out[v] = np.asarray(image.TransformContinuousIndexToPhysicalPoint(idx_zyx[::-1].tolist()), dtype=float)
+        return out
 
 
-def _centroids(image: sitk.Image, arr: np.ndarray, labels: list[int]) -> dict[int, np.ndarray]:
-    """Centroid (LPS mm, on the image's own grid) of each label."""
-    out = {}
-    for v in labels:
-        idx_zyx = np.argwhere(arr == v).mean(axis=0)
-        out[v] = np.asarray(image.TransformContinuousIndexToPhysicalPoint(idx_zyx[::-1].tolist()), dtype=float)
-    return out
+def _in_baseline_space(labels: sitk.Image, boxed: _Boxed, baseline: sitk.Image, forward: sitk.Transform,
+                       to_baseline: sitk.Transform) -> _Boxed:
+    """The follow-up's labels resampled (nearest neighbour) onto the baseline grid, as a box of it.
 
-
-def _check_labels(image: sitk.Image, name: str) -> np.ndarray:
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise TrackingError(f"{name}: a 3-D scalar label map is required")
-    arr = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.mod(arr, 1) == 0):
-            raise TrackingError(f"{name}: label map has non-integer values")
-        arr = arr.astype(np.int64)
-    return arr
+    A baseline voxel takes a label when ``forward`` maps its centre within half a voxel of a labelled
+    follow-up voxel. For a linear ``forward`` those centres lie in the parallelepiped spanned by the
+    inverse images of the corners of the follow-up's label box (widened by half a voxel), so only the
+    baseline voxels in its bounding box (plus one) are resampled: the same values as resampling the
+    whole grid. A non-linear transform resamples the whole grid.
+    """
+    pixel = labels.GetPixelID() if np.issubdtype(boxed.arr.dtype, np.integer) else sitk.sitkInt32
+    shape = tuple(int(v) for v in reversed(baseline.GetSize()))
+    if boxed.arr.size == 0:
+        return _Boxed(np.zeros((0, 0, 0), dtype=np.int64), (0, 0, 0), shape)  # type: ignore[arg-type]
+    lo_xyz = np.asarray(boxed.start_zyx[::-1], dtype=float) - 0.5
+    hi_xyz = lo_xyz + np.asarray(boxed.arr.shape[::-1], dtype=float)
+    start_xyz, size_xyz = np.zeros(3, dtype=int), np.asarray(baseline.GetSize(), dtype=int)
+    if forward.IsLinear():
+        corners = [labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in np.where(bits, hi_xyz, lo_xyz)])
+                   for bits in np.ndindex(2, 2, 2)]
+        idx = np.array([baseline.TransformPhysicalPointToContinuousIndex(to_baseline.TransformPoint(c)) for c in corners])
+        start_xyz = np.clip(np.floor(idx.min(axis=0)).astype(int) - 1, 0, size_xyz)
+        stop_xyz = np.clip(np.ceil(idx.max(axis=0)).astype(int) + 2, 0, size_xyz)
+        if np.any(stop_xyz <= start_xyz):  # lands outside the baseline grid
+            return _Boxed(np.zeros((0, 0, 0), dtype=np.int64), (0, 0, 0), shape)  # type: ignore[arg-type]
+        size_xyz = stop_xyz - start_xyz
+    grid = sitk.Image([int(v) for v in size_xyz], sitk.sitkUInt8)
+    grid.SetSpacing(baseline.GetSpacing())
+    grid.SetDirection(baseline.GetDirection())
+    grid.SetOrigin(baseline.TransformIndexToPhysicalPoint([int(v) for v in start_xyz]))
+    # A copy, not a view: a view of the temporary resampled image would outlive it.
+    arr = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(labels, pixel), grid, forward, sitk.sitkNearestNeighbor, 0, pixel))
+    return _Boxed(arr, tuple(int(v) for v in start_xyz[::-1]), shape)  # type: ignore[arg-type]
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -244,13 +299,12 @@ def track_lesions(
     if len(set(names)) != len(names):
         raise TrackingError(f"time point names must be unique, got {names}")
 
-    base_arr = _check_labels(baseline_labels, f"baseline labels ({baseline_name})")
-    base_ids = _label_values(base_arr)
-    base_centroids = _centroids(baseline_labels, base_arr, base_ids)
-    flat = base_arr.ravel()
+    base = _Boxed.of(baseline_labels, f"baseline labels ({baseline_name})")
+    base_ids = base.values()
+    base_centroids = base.centroids(baseline_labels, base_ids)
     voxel_mm3 = float(np.prod(baseline_labels.GetSpacing()))
     refs: dict[int, _Reference] = {
-        i: _Reference(i, np.flatnonzero(flat == i), base_centroids[i]) for i in base_ids
+        i: _Reference(i, base.flat_indices(i), base_centroids[i]) for i in base_ids
     }
     matches: dict[str, dict[int, LabelMatch]] = {
         baseline_name: {
@@ -263,26 +317,22 @@ def track_lesions(
     next_id = (max(base_ids) if base_ids else 0) + 1
 
     for name, labels, transform in followups:
-        arr = _check_labels(labels, f"labels of {name}")
-        values = _label_values(arr)
-        own_centroids = _centroids(labels, arr, values)
+        boxed = _Boxed.of(labels, f"labels of {name}")
+        values = boxed.values()
+        own_centroids = boxed.centroids(labels, values)
         if transform is None:
             to_baseline: sitk.Transform = sitk.Transform()
             forward: sitk.Transform = sitk.Transform()
         else:
             forward = transform
             to_baseline = invert_transform(transform, baseline_labels)
-        pixel = labels.GetPixelID() if np.issubdtype(arr.dtype, np.integer) else sitk.sitkInt32
-        # A copy, not a view: a view of the temporary resampled image would outlive it.
-        in_base = sitk.GetArrayFromImage(
-            sitk.Resample(sitk.Cast(labels, pixel), baseline_labels, forward, sitk.sitkNearestNeighbor, 0, pixel)
-        ).ravel()
+        in_base = _in_baseline_space(labels, boxed, baseline_labels, forward, to_baseline)
         fu_vox_mm3 = float(np.prod(labels.GetSpacing()))
         observed = [
             _Observed(
-                v, np.flatnonzero(in_base == v),
+                v, in_base.flat_indices(v),
                 np.asarray(to_baseline.TransformPoint(tuple(float(c) for c in own_centroids[v])), dtype=float),
-                int(np.count_nonzero(arr == v)) * fu_vox_mm3,
+                int(np.count_nonzero(boxed.arr == v)) * fu_vox_mm3,
             )
             for v in values
         ]
