@@ -166,6 +166,7 @@ class _Side:
         self.mask = mask
         self._shrunk: dict[tuple[int, ...], sitk.Image] = {(1, 1, 1): self.image}
         self._levels: dict[tuple[int, ...], tuple[sitk.Image, sitk.Image | None, float]] = {}
+        self._evaluation_masks: dict[tuple[float, int, int], sitk.Image | None] = {}
         for s in sorted(set(spacings_mm)):  # finest first, so coarser levels shrink from them
             self.shrunk(s)
 
@@ -200,13 +201,37 @@ class _Side:
             self._levels[f] = (img, mask, fraction)
         return self._levels[f]
 
+    def evaluation_mask(self, level: Level, seed: int) -> sitk.Image | None:
+        """``level.samples`` voxels of the level (inside its mask), drawn once with ``seed``, as a mask.
+
+        ``MetricEvaluate`` ignores the sampling strategy and evaluates every voxel of the fixed grid
+        that the fixed mask lets through (about 90 ms on a 120 x 120 x 57 grid, whatever the
+        percentage set). Handing it the drawn samples as the mask makes every evaluation use the same
+        points and costs half as much. ``None``: the level has no more voxels than that.
+        """
+        key = (level.spacing_mm, level.samples, seed)
+        if key not in self._evaluation_masks:
+            img, mask, _ = self.level(level.spacing_mm)
+            size_zyx = tuple(int(v) for v in reversed(img.GetSize()))
+            inside = (np.flatnonzero(sitk.GetArrayViewFromImage(mask)) if mask is not None
+                      else np.arange(int(np.prod(size_zyx))))
+            chosen = None
+            if inside.size > level.samples:
+                drawn = np.random.default_rng(seed).choice(inside, size=level.samples, replace=False)
+                arr = np.zeros(size_zyx, dtype=np.uint8)
+                arr.flat[drawn] = 1
+                chosen = sitk.GetImageFromArray(arr)
+                chosen.CopyInformation(img)
+            self._evaluation_masks[key] = chosen
+        return self._evaluation_masks[key]
+
 
 def _as_mask(mask: sitk.Image | None, name: str) -> sitk.Image | None:
     if mask is None:
         return None
     if mask.GetDimension() != 3:
         raise RegistrationError(f"{name}: a {mask.GetDimension()}-D image; a 3-D mask is required")
-    m = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    m = mask != 0  # SimpleITK comparisons give UInt8 0/1
     if not np.any(sitk.GetArrayViewFromImage(m)):
         raise RegistrationError(f"{name}: empty mask (no non-zero voxel)")
     return m
@@ -342,6 +367,9 @@ def register(
 
     def evaluate(t: sitk.Transform) -> float:
         r, f_img, m_img = _method(cfg, fixed_side, moving_side, cfg.evaluation_level)
+        samples = fixed_side.evaluation_mask(cfg.evaluation_level, cfg.seed)
+        if samples is not None:
+            r.SetMetricFixedMask(samples)
         r.SetInitialTransform(t, inPlace=False)
         try:
             return float(r.MetricEvaluate(f_img, m_img))

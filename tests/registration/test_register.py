@@ -282,3 +282,27 @@ def test_a_stage_that_undoes_the_previous_one_fails(volume, motion, monkeypatch)
     assert len(res.stage_metrics) == 2 and res.stage_metrics[1] > res.stage_metrics[0]
     rigid_fit = dict(res.stage_transforms)["rigid"]
     assert np.percentile(target_registration_error(rigid_fit, motion, sample_points(body_mask(volume), 50, seed=2)), 95) < 0.3
+
+
+def test_the_evaluation_uses_its_sample_budget_the_same_points_each_time(volume, motion):
+    """The quality metric is measured on ``evaluation_level.samples`` voxels drawn once inside the fixed
+    mask (MetricEvaluate itself would use every voxel): the draw holds exactly that many voxels, all
+    inside the mask, is the same for the same seed, and gives the same metric for the same transform."""
+    import imaging.registration.rigid as rigid_module
+
+    mask = body_mask(volume)
+    level = Level(4.0, 2_000)
+    side = rigid_module._Side(volume, [4.0], 6.0, rigid_module._as_mask(mask, "mask"))
+    drawn = side.evaluation_mask(level, seed=5)
+    _, level_mask, _ = side.level(4.0)
+    arr, inside = sitk.GetArrayViewFromImage(drawn), sitk.GetArrayViewFromImage(level_mask)
+    assert int(arr.sum()) == 2_000 and not np.any(arr & (inside == 0))
+    assert np.array_equal(arr, sitk.GetArrayViewFromImage(side.evaluation_mask(level, seed=5)))
+    assert not np.array_equal(arr, sitk.GetArrayViewFromImage(
+        rigid_module._Side(volume, [4.0], 6.0, rigid_module._as_mask(mask, "mask")).evaluation_mask(level, seed=6)))
+    assert side.evaluation_mask(Level(4.0, 10_000_000), seed=5) is None  # the budget covers the level: all of it
+    cfg = RegistrationConfig(stages=("rigid",), evaluation_level=level)
+    a = register(volume, moved(volume, motion), cfg, fixed_mask=mask)
+    b = register(volume, moved(volume, motion), cfg, fixed_mask=mask)
+    assert a.metric_initial == b.metric_initial and a.metric_final == b.metric_final
+    assert a.metric_final < a.metric_initial
