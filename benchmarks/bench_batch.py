@@ -1,7 +1,12 @@
 """Batch benchmark: the sample run on 1 and 2 local workers, and the orchestration overhead.
 
 - speed-up: wall time of `run` with 1 worker / with 2 workers, cold cache, on the sample set
-  replicated REPLICAS times (new PatientIDs and UIDs; 3 x 16 = 48 patient-time points);
+  replicated REPLICAS times (3 x 16 = 48 patient-time points). Each replica is a patient of its own:
+  new PatientIDs and UIDs, and the whole patient moved by REPLICA_SHIFT_MM along z (images, masks and
+  landmarks alike). Without the shift the replicas' label maps, grids and transforms would be
+  byte-identical, and the content-addressed cache would share their tracking results: a 1-worker run
+  would compute each tracking once and reuse it, while 2 workers compute it concurrently, twice;
+  real patients share nothing;
 - overhead: the time the run itself records in provenance.json for the ledger and the cache
   (content hashing of every input, cache reads and writes), as a share of the run's wall time, on 1 worker
   (in-process: no scheduling cost to add).
@@ -21,11 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data" / "generated"
 ARCHIVE = REPO / "benchmarks" / ".cache" / "batch_archive"
 REPEATS = 3
 REPLICAS = 3
+REPLICA_SHIFT_MM = 7.5  # replica r moves by r x this along z (LPS = RAS on z)
+LAYOUT = "v2: replicas shifted"
 
 
 def replicated_archive() -> Path:
@@ -33,8 +42,10 @@ def replicated_archive() -> Path:
     import pydicom
     from pydicom.uid import generate_uid
 
+    import nibabel as nib
+
     config = ARCHIVE / "config.yaml"
-    if (ARCHIVE / ".complete").is_file():
+    if (ARCHIVE / ".complete").is_file() and (ARCHIVE / ".complete").read_text() == LAYOUT:
         _write_config(config)
         return config
     shutil.rmtree(ARCHIVE, ignore_errors=True)
@@ -44,12 +55,20 @@ def replicated_archive() -> Path:
     for r in range(REPLICAS):
         for patient_dir in sorted(p for p in SAMPLE.iterdir() if p.is_dir()):
             pid = f"{patient_dir.name}R{r}"
+            dz = r * REPLICA_SHIFT_MM
             out_clinical += [pid + line[len(patient_dir.name):] for line in clinical[1:] if line.startswith(patient_dir.name + ",")]
             shutil.copy(patient_dir / "lesions.json", (ARCHIVE / pid).mkdir(parents=True) or ARCHIVE / pid / "lesions.json")
             for tp in sorted(p for p in patient_dir.iterdir() if p.is_dir()):
                 dst = ARCHIVE / pid / tp.name
                 (dst / "dicom").mkdir(parents=True)
-                shutil.copy(tp / "mask.nii.gz", dst / "mask.nii.gz")
+                mask = nib.load(tp / "mask.nii.gz")
+                affine = mask.affine.copy()
+                affine[2, 3] += dz
+                nib.save(nib.Nifti1Image(np.asarray(mask.dataobj), affine, mask.header), dst / "mask.nii.gz")
+                if (tp / "landmarks.csv").is_file():
+                    rows = (tp / "landmarks.csv").read_text().splitlines()
+                    (dst / "landmarks.csv").write_text("\n".join(
+                        [rows[0]] + [",".join([*r_.split(",")[:3], f"{float(r_.split(',')[3]) + dz:.4f}"]) for r_ in rows[1:]]) + "\n")
                 uids = {}
                 for f in (tp / "dicom").iterdir():
                     ds = pydicom.dcmread(f)
@@ -57,23 +76,19 @@ def replicated_archive() -> Path:
                     for tag in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
                         old = str(getattr(ds, tag))
                         setattr(ds, tag, uids.setdefault(old, generate_uid(entropy_srcs=[old, pid])))
+                    ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], f"{float(ds.ImagePositionPatient[2]) + dz:.6f}"]
                     ds.SOPInstanceUID = generate_uid(entropy_srcs=[str(ds.SOPInstanceUID), pid])
                     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
                     ds.save_as(dst / "dicom" / f.name, enforce_file_format=True)
     (ARCHIVE / "clinical.csv").write_text("\n".join(out_clinical) + "\n")
     _write_config(config)
-    (ARCHIVE / ".complete").touch()
+    (ARCHIVE / ".complete").write_text(LAYOUT)
     return config
 
 
 def _write_config(config: Path) -> None:
     """The current configs/sample.yaml pointed at the replicated archive (rewritten every run, so the benchmark
-    follows the config), and the landmark files the config names."""
-    for replica in (p for p in ARCHIVE.iterdir() if p.is_dir()):
-        source = SAMPLE / replica.name.rsplit("R", 1)[0]
-        for tp in (p for p in replica.iterdir() if p.is_dir()):
-            if (source / tp.name / "landmarks.csv").is_file():
-                shutil.copy(source / tp.name / "landmarks.csv", tp / "landmarks.csv")
+    follows the config)."""
     config.write_text((REPO / "configs" / "sample.yaml").read_text()
                       .replace("../sample_data/generated/clinical.csv", "clinical.csv")
                       .replace("../sample_data/generated", ".").replace("output_dir: ../out", "output_dir: out")
