@@ -42,7 +42,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 # Side-by-side figures against the peers (installed only here); prints a table, writes benchmarks/results/latest.json.
 bench: $(SAMPLE_STAMP) $(BENCH_STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(ARGS)
 
 # ruff (lint) over the library, the pipelines, the tests and the benchmarks.
 lint: $(STAMP)

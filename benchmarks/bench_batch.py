@@ -12,7 +12,8 @@
   (in-process: no scheduling cost to add).
 The runs use configs/sample.yaml (snapshots, radiomics, report) with DICOM SEG/SR export off: export
 runs serially after the assessment and is not part of what the workers share.
-Each figure is the median of REPEATS runs, in a fresh process per run (whole process, as a user runs it).
+Each figure is the median of REPEATS runs, 1 and 2 workers alternating, in a fresh process per run (whole process,
+as a user runs it); every run's time is printed to stderr.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data" / "generated"
 ARCHIVE = REPO / "benchmarks" / ".cache" / "batch_archive"
-REPEATS = 3
+REPEATS = 5  # a 2-vCPU VM's single-process speed drifts by +-10 % from run to run: the median of 5 alternating pairs
 REPLICAS = 3
 REPLICA_SHIFT_MM = 7.5  # replica r moves by r x this along z (LPS = RAS on z)
 LAYOUT = "v2: replicas shifted"
@@ -39,10 +40,9 @@ LAYOUT = "v2: replicas shifted"
 
 def replicated_archive() -> Path:
     """The sample set REPLICAS times over, each copy with its own PatientID and UIDs; built once, cached."""
+    import nibabel as nib
     import pydicom
     from pydicom.uid import generate_uid
-
-    import nibabel as nib
 
     config = ARCHIVE / "config.yaml"
     if (ARCHIVE / ".complete").is_file() and (ARCHIVE / ".complete").read_text() == LAYOUT:
@@ -115,6 +115,7 @@ def run() -> list[dict]:
         for key, workers in (("w1", 1), ("w2", 2)):
             out = Path(tempfile.mkdtemp(prefix="bench_batch_"))
             times[key].append(_timed(_run_cmd(config, out, workers)))
+            print(f"   batch: {workers} worker(s) {times[key][-1]:.1f} s", file=sys.stderr, flush=True)
             if workers == 1:
                 prov = json.loads((out / "provenance.json").read_text())
                 overhead_pct.append(100.0 * sum(prov["overhead_seconds"].values()) / prov["seconds"])

@@ -55,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join(c.ljust(widths[c]) for c in COLUMNS))
     for r in rows:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in COLUMNS))
+    out = HERE / "results" / "latest.json"
+    if args.only and out.is_file():
+        # A partial run replaces the rows of the stages it ran, where they stood, and keeps the others' figures.
+        ran = {r["stage"] for r in rows} | set(args.only)
+        merged: list[dict] = []
+        for old in json.loads(out.read_text()).get("rows", []):
+            if old.get("stage") not in ran:
+                merged.append(old)
+            elif rows:
+                merged.extend(rows)
+                rows = []
+        rows = merged + rows
     result = {
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
@@ -62,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "errors": errors,
     }
-    out = HERE / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -36,6 +36,7 @@ def _quiet() -> None:
 
     radiomics.setVerbosity(logging.ERROR)  # its own stderr handler
     logging.getLogger("radiomics").setLevel(logging.ERROR)
+    logging.getLogger("pykwalify").setLevel(logging.WARNING)  # "validation.valid" for every params file read
 
 
 @lru_cache(maxsize=8)
