@@ -35,7 +35,7 @@ ARCHIVE = REPO / "benchmarks" / ".cache" / "batch_archive"
 REPEATS = 5  # a 2-vCPU VM's single-process speed drifts by +-10 % from run to run: the median of 5 alternating pairs
 REPLICAS = 3
 REPLICA_SHIFT_MM = 7.5  # replica r moves by r x this along z (LPS = RAS on z)
-LAYOUT = "v2: replicas shifted"
+LAYOUT = "v3: replicas shifted, NIfTI codes kept"
 
 
 def replicated_archive() -> Path:
@@ -64,7 +64,10 @@ def replicated_archive() -> Path:
                 mask = nib.load(tp / "mask.nii.gz")
                 affine = mask.affine.copy()
                 affine[2, 3] += dz
-                nib.save(nib.Nifti1Image(np.asarray(mask.dataobj), affine, mask.header), dst / "mask.nii.gz")
+                moved = nib.Nifti1Image(np.asarray(mask.dataobj), affine, mask.header)
+                moved.set_sform(affine, code=int(mask.header["sform_code"]))
+                moved.set_qform(affine, code=int(mask.header["qform_code"]))
+                nib.save(moved, dst / "mask.nii.gz")
                 if (tp / "landmarks.csv").is_file():
                     rows = (tp / "landmarks.csv").read_text().splitlines()
                     (dst / "landmarks.csv").write_text("\n".join(

@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "errors": errors,
     }
+    if args.only:
+        result["rerun"] = sorted(args.only)  # "when" is theirs; the other rows come from earlier runs
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -104,6 +104,8 @@ def nonzero_box(mask: np.ndarray, pad: int | tuple[int, ...] = 0) -> tuple[slice
     """
     arr = np.asarray(mask)
     pads = (pad,) * arr.ndim if isinstance(pad, int) else tuple(int(p) for p in pad)
+    if len(pads) != arr.ndim:
+        raise ValueError(f"pad: {len(pads)} values for a {arr.ndim}-D array")
     first = np.flatnonzero(arr.any(axis=tuple(range(1, arr.ndim))))
     if first.size == 0:
         return None

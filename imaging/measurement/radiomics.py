@@ -104,30 +104,32 @@ def radiomics_features(
     return out
 
 
-# Voxels kept around the lesion's bounding box when the inputs are cropped: pyradiomics itself
-# crops to the box with no padding for segment-based features; one voxel more keeps its shape
-# class's own one-voxel pad inside the crop.
+# Voxels kept around the lesion's bounding box when the inputs are cut (pyradiomics crops to the box
+# itself; the margin only keeps the cut from touching the lesion).
 _CROP_MARGIN_VOXELS = 2
+
+_INTEGER_PIXELS = {sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
+                   sitk.sitkUInt64, sitk.sitkInt64}
 
 
 def _croppable(ex, image: sitk.Image, labels: sitk.Image) -> bool:  # noqa: ANN001 - a RadiomicsFeatureExtractor
-    """Whether the features depend only on the voxels around the lesion, so the inputs may be cropped.
+    """Whether the features depend only on the voxels around the lesion, so the inputs may be cut.
 
-    True for the original image (no filter, whose response at the box would depend on what lies
-    beyond it), on the acquired grid (no resampling), with the mask on the image's grid (pyradiomics
-    would otherwise resample the mask onto the image first).
+    True only for what the pipeline hands over: the original image (no filter, whose response at the
+    box would depend on what lies beyond it) on its acquired grid (no resampling), and a scalar
+    integer label map on exactly the image's grid. Anything else (a float or vector mask, which
+    pyradiomics casts or splits by channel; a mask on a grid that differs within
+    ``geometryTolerance``, which pyradiomics resamples onto the image) goes to pyradiomics whole.
     """
     s = ex.settings
     if set(ex.enabledImagetypes) != {"Original"} or s.get("resampledPixelSpacing") is not None:
         return False
-    if image.GetSize() != labels.GetSize():
+    if s.get("label_channel") is not None or labels.GetNumberOfComponentsPerPixel() != 1:
         return False
-    tol = float(s.get("geometryTolerance") or 1e-6)
-    return all(
-        np.allclose(a, b, atol=tol, rtol=0.0)
-        for a, b in ((image.GetOrigin(), labels.GetOrigin()), (image.GetSpacing(), labels.GetSpacing()),
-                     (image.GetDirection(), labels.GetDirection()))
-    )
+    if labels.GetPixelID() not in _INTEGER_PIXELS:
+        return False
+    return (image.GetSize() == labels.GetSize() and image.GetOrigin() == labels.GetOrigin()
+            and image.GetSpacing() == labels.GetSpacing() and image.GetDirection() == labels.GetDirection())
 
 
 def _cropped(ex, image: sitk.Image, labels: sitk.Image, inside: np.ndarray, params_path: str,  # noqa: ANN001

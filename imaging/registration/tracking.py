@@ -214,17 +214,33 @@ class _Boxed:
         return out
 
 
+# Nearest-neighbour ties (a baseline voxel centre mapped exactly half-way between two follow-up voxels,
+# as when two grids are offset by half a voxel) would be decided by floating-point noise, which differs
+# with the route taken to a voxel's position (whole grid, or a box of it). Moving every mapped point by
+# this fraction of a follow-up voxel along each index axis decides them all the same way, towards the
+# higher index, on any grid; no other voxel changes.
+_TIE_BREAK_VOXELS = 1e-6
+
+
+def _tie_broken(forward: sitk.Transform, labels: sitk.Image) -> sitk.Transform:
+    direction = np.asarray(labels.GetDirection(), dtype=float).reshape(3, 3)
+    nudge = direction @ (_TIE_BREAK_VOXELS * np.asarray(labels.GetSpacing(), dtype=float))
+    return sitk.CompositeTransform([sitk.TranslationTransform(3, nudge.tolist()), forward])
+
+
 def _in_baseline_space(labels: sitk.Image, boxed: _Boxed, baseline: sitk.Image, forward: sitk.Transform,
                        to_baseline: sitk.Transform) -> _Boxed:
     """The follow-up's labels resampled (nearest neighbour) onto the baseline grid, as a box of it.
 
     A baseline voxel takes a label when ``forward`` maps its centre within half a voxel of a labelled
-    follow-up voxel. For a linear ``forward`` those centres lie in the parallelepiped spanned by the
-    inverse images of the corners of the follow-up's label box (widened by half a voxel), so only the
-    baseline voxels in its bounding box (plus one) are resampled: the same values as resampling the
-    whole grid. A non-linear transform resamples the whole grid.
+    follow-up voxel (exact ties go to the higher follow-up index: ``_tie_broken``). For a linear
+    ``forward`` those centres lie in the parallelepiped spanned by the inverse images of the corners
+    of the follow-up's label box (widened by half a voxel), so only the baseline voxels in its
+    bounding box (plus one) are resampled: the same values as resampling the whole grid. A
+    non-linear transform resamples the whole grid.
     """
-    pixel = labels.GetPixelID() if np.issubdtype(boxed.arr.dtype, np.integer) else sitk.sitkInt32
+    integer = labels.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64)
+    pixel = labels.GetPixelID() if integer else sitk.sitkInt32
     shape = tuple(int(v) for v in reversed(baseline.GetSize()))
     if boxed.arr.size == 0:
         return _Boxed(np.zeros((0, 0, 0), dtype=np.int64), (0, 0, 0), shape)  # type: ignore[arg-type]
@@ -245,7 +261,8 @@ def _in_baseline_space(labels: sitk.Image, boxed: _Boxed, baseline: sitk.Image, 
     grid.SetDirection(baseline.GetDirection())
     grid.SetOrigin(baseline.TransformIndexToPhysicalPoint([int(v) for v in start_xyz]))
     # A copy, not a view: a view of the temporary resampled image would outlive it.
-    arr = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(labels, pixel), grid, forward, sitk.sitkNearestNeighbor, 0, pixel))
+    arr = sitk.GetArrayFromImage(
+        sitk.Resample(sitk.Cast(labels, pixel), grid, _tie_broken(forward, labels), sitk.sitkNearestNeighbor, 0, pixel))
     return _Boxed(arr, tuple(int(v) for v in start_xyz[::-1]), shape)  # type: ignore[arg-type]
 
 

@@ -32,3 +32,5 @@ def test_touching_the_edges_and_empty():
     mask[0, 4, 2] = mask[3, 0, 5] = True
     assert nonzero_box(mask, 2) == (slice(0, 4), slice(0, 5), slice(0, 6))
     assert nonzero_box(np.zeros((3, 3, 3), dtype=np.uint8)) is None
+    with pytest.raises(ValueError, match="pad: 2 values for a 3-D array"):
+        nonzero_box(mask, (1, 1))

@@ -101,3 +101,45 @@ def test_cut_at_the_image_edge_and_on_an_oblique_anisotropic_grid():
     for label in (3, 5):
         _assert_same_features(radiomics_features(image, labels, label, DEFAULT_PARAMS),
                               _pyradiomics_on_the_whole_image(image, labels, label))
+
+
+def _lesion_case(seed=3):
+    rng = np.random.default_rng(seed)
+    shape = (16, 40, 40)
+    zz, yy, xx = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    core = ((zz - 8) / 4.0) ** 2 + ((yy - 20) / 9.0) ** 2 + ((xx - 20) / 8.0) ** 2 <= 1.0
+    rim = (((zz - 8) / 5.0) ** 2 + ((yy - 20) / 11.0) ** 2 + ((xx - 20) / 10.0) ** 2 <= 1.0) & ~core
+    image = sitk.GetImageFromArray((40.0 + 15.0 * rng.standard_normal(shape) + 30.0 * core).astype(np.float32))
+    image.SetSpacing((0.7, 0.7, 2.5))
+    return image, core, rim
+
+
+def test_the_cut_is_taken_for_the_pipelines_inputs_and_only_for_them(monkeypatch):
+    """An integer label map on the image's grid is cut (the speed-up); a float map with non-integer values
+    (pyradiomics truncates 1.3 to label 1), a vector map, and a map whose spacing differs within the
+    geometry tolerance (pyradiomics resamples it onto the image) go to pyradiomics whole, and give its
+    features."""
+    import imaging.measurement.radiomics as module
+
+    calls = []
+    real = module._cropped
+    monkeypatch.setattr(module, "_cropped", lambda *a, **k: calls.append(1) or real(*a, **k))
+    image, core, rim = _lesion_case()
+
+    labels = sitk.GetImageFromArray(core.astype(np.uint16))
+    labels.CopyInformation(image)
+    _assert_same_features(radiomics_features(image, labels, 1), _pyradiomics_on_the_whole_image(image, labels, 1))
+    assert calls == [1]
+
+    floats = sitk.GetImageFromArray((core * 1.0 + rim * 1.3).astype(np.float32))
+    floats.CopyInformation(image)
+    _assert_same_features(radiomics_features(image, floats, 1), _pyradiomics_on_the_whole_image(image, floats, 1))
+
+    vector = sitk.Compose(labels, labels)
+    assert radiomics_features(image, vector, 1)["original_shape_VoxelVolume"] == pytest.approx(
+        float(core.sum()) * 0.7 * 0.7 * 2.5)
+
+    near = sitk.Image(labels)
+    near.SetSpacing((0.7 + 6e-5, 0.7, 2.5))  # within geometryTolerance (1e-4)
+    _assert_same_features(radiomics_features(image, near, 1), _pyradiomics_on_the_whole_image(image, near, 1))
+    assert calls == [1]

@@ -298,11 +298,56 @@ def test_the_evaluation_uses_its_sample_budget_the_same_points_each_time(volume,
     arr, inside = sitk.GetArrayViewFromImage(drawn), sitk.GetArrayViewFromImage(level_mask)
     assert int(arr.sum()) == 2_000 and not np.any(arr & (inside == 0))
     assert np.array_equal(arr, sitk.GetArrayViewFromImage(side.evaluation_mask(level, seed=5)))
-    assert not np.array_equal(arr, sitk.GetArrayViewFromImage(
-        rigid_module._Side(volume, [4.0], 6.0, rigid_module._as_mask(mask, "mask")).evaluation_mask(level, seed=6)))
+    other = rigid_module._Side(volume, [4.0], 6.0, rigid_module._as_mask(mask, "mask")).evaluation_mask(level, seed=6)
+    assert not np.array_equal(arr, sitk.GetArrayViewFromImage(other))  # (the image is bound: a view must not outlive it)
     assert side.evaluation_mask(Level(4.0, 10_000_000), seed=5) is None  # the budget covers the level: all of it
     cfg = RegistrationConfig(stages=("rigid",), evaluation_level=level)
-    a = register(volume, moved(volume, motion), cfg, fixed_mask=mask)
-    b = register(volume, moved(volume, motion), cfg, fixed_mask=mask)
+    moving = moved(volume, motion)
+    a = register(volume, moving, cfg, fixed_mask=mask)
+    b = register(volume, moving, cfg, fixed_mask=mask)
     assert a.metric_initial == b.metric_initial and a.metric_final == b.metric_final
     assert a.metric_final < a.metric_initial
+    # the reported metric is MetricEvaluate on exactly the drawn voxels (not on every voxel of the level)
+    fixed_side = rigid_module._Side(volume, [4.0], cfg.fov_margin_mm, rigid_module._as_mask(mask, "mask"))
+    r, f_img, m_img = rigid_module._method(cfg, fixed_side, rigid_module._Side(moving, [4.0], cfg.fov_margin_mm, None), level)
+    drawn_here = fixed_side.evaluation_mask(level, cfg.seed)
+    r.SetMetricFixedMask(drawn_here)
+    r.SetInitialTransform(a.transform, inPlace=False)
+    assert float(r.MetricEvaluate(f_img, m_img)) == pytest.approx(a.metric_final, abs=1e-12)
+    every_voxel = fixed_side.level(4.0)[1]
+    r.SetMetricFixedMask(every_voxel)  # every voxel of the level: another value
+    assert float(r.MetricEvaluate(f_img, m_img)) != pytest.approx(a.metric_final, abs=1e-6)
+
+
+def test_the_quality_gates_keep_their_sensitivity(volume, motion, monkeypatch):
+    """The metric that gates a result must see a small regression and must not see information in noise:
+    an affine stage that wanders 1.5 mm from the rigid fit is reported, and two independent noise volumes
+    share less than half the minimum mutual information (a coarse evaluation grid with few samples read
+    0.045-0.1 nats of "information" in noise, against the 0.05 threshold)."""
+    import imaging.registration.rigid as rigid_module
+
+    real = rigid_module._run_level
+
+    def wandering_affine(stage, level, cfg, fixed, moving, linear, bspline):
+        report = real(stage, level, cfg, fixed, moving, linear, bspline)
+        if stage == "affine":
+            linear.SetTranslation([v + d for v, d in zip(linear.GetTranslation(), (1.5, 0.0, 0.0))])
+        return report
+
+    with monkeypatch.context() as m:
+        m.setattr(rigid_module, "_run_level", wandering_affine)
+        res = register(volume, moved(volume, motion))
+    assert res.status == "failed" and any("the affine stage made the fit worse" in p for p in res.problems)
+
+    rng = np.random.default_rng(11)
+    noise = [sitk.GetImageFromArray(rng.normal(0, 100, (60, 128, 128)).astype(np.float32)) for _ in range(2)]
+    for img in noise:
+        img.SetSpacing((1.0, 1.0, 2.5))
+    r, f_img, m_img = rigid_module._method(
+        RegistrationConfig(), rigid_module._Side(noise[0], [2.5], 10.0, None), rigid_module._Side(noise[1], [2.5], 10.0, None),
+        RegistrationConfig().evaluation_level)
+    drawn = rigid_module._Side(noise[0], [2.5], 10.0, None).evaluation_mask(RegistrationConfig().evaluation_level, 1)
+    if drawn is not None:
+        r.SetMetricFixedMask(drawn)
+    r.SetInitialTransform(sitk.Euler3DTransform(), inPlace=False)
+    assert -float(r.MetricEvaluate(f_img, m_img)) < RegistrationConfig().min_mutual_information / 2

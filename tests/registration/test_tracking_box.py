@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from imaging.registration import TrackingError
+from imaging.registration import tracking as tracking_module
 from imaging.registration.propagation import invert_transform
 from imaging.registration.tracking import _Boxed, _in_baseline_space
 from tests.registration.factory import Ball, grid_image, label_map
@@ -79,16 +80,58 @@ def test_labels_that_land_off_the_baseline_grid_or_partly_on_it():
 
 
 def test_a_non_linear_transform_resamples_the_whole_grid():
-    baseline = grid_image(size=(40, 40, 20), spacing=(2.0, 2.0, 3.0), origin=(-40.0, -40.0, -30.0))
-    bspline = sitk.BSplineTransformInitializer(baseline, [3, 3, 2], 3)
-    params = np.zeros(len(bspline.GetParameters()))
-    params[5] = 4.0  # a local bump of a few mm
+    """A 60 mm rod bent 19 mm in its middle by a B-spline: the corners of its box say nothing of where its
+    middle lands, so the whole grid is resampled (a box from the corners would lose a third of the rod)."""
+    baseline = grid_image(size=(60, 60, 20), spacing=(2.0, 2.0, 3.0), origin=(-60.0, -60.0, -30.0))
+    arr = np.zeros((20, 60, 60), dtype=np.uint16)
+    arr[9:11, 29:31, 15:45] = 3  # along x
+    labels = sitk.GetImageFromArray(arr)
+    labels.CopyInformation(baseline)
+    bspline = sitk.BSplineTransformInitializer(baseline, [12, 12, 4], 3)
+    coef = bspline.GetCoefficientImages()[0]
+    n = int(np.prod(coef.GetSize()))
+    params = np.zeros(3 * n)
+    for k in range(n):
+        i, j, m = k % coef.GetSize()[0], (k // coef.GetSize()[0]) % coef.GetSize()[1], k // (coef.GetSize()[0] * coef.GetSize()[1])
+        centre = np.asarray(coef.TransformIndexToPhysicalPoint((i, j, m)))
+        params[n + k] = 40.0 * np.exp(-np.sum(centre**2) / (2 * 8.0**2))  # y displacement, a bump mid-rod
     bspline.SetParameters(params.tolist())
-    labels = label_map([Ball(3, (0.0, 0.0, 0.0), (10.0, 8.0, 9.0))], baseline)
     composite = sitk.CompositeTransform([sitk.AffineTransform(3), bspline])
+    assert abs(composite.TransformPoint((0.0, 0.0, 0.0))[1]) > 15.0 and abs(composite.TransformPoint((-30.0, 0.0, 0.0))[1]) < 1.0
     got = _in_baseline_space(labels, _Boxed.of(labels, "x"), baseline, composite, invert_transform(composite, baseline))
     want = _whole_grid(labels, baseline, composite)
     np.testing.assert_array_equal(got.flat_indices(3), want[3])
+
+
+@pytest.mark.parametrize("oblique", [False, True])
+def test_grids_offset_by_exactly_half_a_voxel(oblique):
+    """Scanner-frame tracking (no transform) of a follow-up whose grid is offset by exactly half a voxel
+    along every axis: every baseline voxel centre falls half-way between follow-up voxels. Ties go to the
+    higher follow-up index, the same on the box as on the whole grid."""
+    spacing = np.array([0.7, 0.7, 2.5])
+    direction = _oblique(33, -17) @ np.diag([-1.0, 1.0, 1.0]) if oblique else np.eye(3)
+    origin = np.array([-41.3, -38.7, -23.7])
+    baseline = grid_image(size=(120, 110, 24), spacing=spacing, origin=origin, direction=direction)
+    followup = grid_image(size=(120, 110, 24), spacing=spacing, origin=origin + direction @ (0.5 * spacing), direction=direction)
+    centre = np.asarray(followup.TransformContinuousIndexToPhysicalPoint((60.0, 55.0, 12.0)))
+    labels = label_map([Ball(1, tuple(centre), (9.0, 7.0, 8.0)), Ball(2, tuple(centre + direction @ [25.0, 0, 0]), (4.0, 5.0, 6.0))], followup)
+    identity = sitk.Transform()
+    got = _in_baseline_space(labels, _Boxed.of(labels, "follow-up"), baseline, identity, identity)
+    want = _whole_grid(labels, baseline, tracking_module._tie_broken(identity, labels))
+    assert got.values() == [1, 2]
+    for value in (1, 2):
+        np.testing.assert_array_equal(got.flat_indices(value), want[value])
+
+
+def test_a_linear_transform_resamples_only_a_box(monkeypatch):
+    """The speed-up itself: with a linear transform, the grid resampled is a small box of the baseline."""
+    sizes = []
+    real = sitk.Resample
+    monkeypatch.setattr(sitk, "Resample", lambda image, reference, *a, **k: sizes.append(reference.GetSize()) or real(image, reference, *a, **k))
+    baseline = grid_image(size=(70, 60, 24), spacing=(1.7, 1.7, 4.0), origin=(-60.0, -50.0, -45.0))
+    labels = label_map([Ball(1, (5.0, 0.0, 5.0), (9.0, 7.0, 8.0))], baseline)
+    _in_baseline_space(labels, _Boxed.of(labels, "x"), baseline, _affine(0), _affine(0).GetInverse())
+    assert len(sizes) == 1 and np.prod(sizes[0]) < 0.1 * np.prod(baseline.GetSize())
 
 
 def test_empty_and_non_integer_label_maps():
