@@ -59,14 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and out.is_file():
         # A partial run replaces the rows of the stages it ran, where they stood, and keeps the others' figures.
         ran = {r["stage"] for r in rows} | set(args.only)
+        fresh: dict[str, list[dict]] = {}
+        for r in rows:
+            fresh.setdefault(r["stage"], []).append(r)
         merged: list[dict] = []
         for old in json.loads(out.read_text()).get("rows", []):
             if old.get("stage") not in ran:
                 merged.append(old)
-            elif rows:
-                merged.extend(rows)
-                rows = []
-        rows = merged + rows
+            else:
+                merged.extend(fresh.pop(old.get("stage"), []))
+        rows = merged + [r for group in fresh.values() for r in group]
     result = {
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},

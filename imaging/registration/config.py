@@ -55,7 +55,7 @@ class RegistrationConfig:
     """How :func:`imaging.registration.register` aligns a moving image to a fixed one.
 
     The defaults (rigid then affine) reach a 95th-percentile target registration error of
-    0.02-0.05 mm on rigidly moved copies of 512x512x61 and 256x256x150 CTs in 1.6-1.9 s on
+    0.02-0.05 mm on rigidly moved copies of 512x512x61 and 256x256x150 CTs in about 2 s on
     one thread (``docs/registration.md`` has the figures).
 
     Attributes
