@@ -262,7 +262,8 @@ def _in_baseline_space(labels: sitk.Image, boxed: _Boxed, baseline: sitk.Image, 
     grid.SetOrigin(baseline.TransformIndexToPhysicalPoint([int(v) for v in start_xyz]))
     # A copy, not a view: a view of the temporary resampled image would outlive it.
     arr = sitk.GetArrayFromImage(
-        sitk.Resample(sitk.Cast(labels, pixel), grid, _tie_broken(forward, labels), sitk.sitkNearestNeighbor, 0, pixel))
+        sitk.Resample(labels if integer else sitk.Cast(labels, pixel), grid, _tie_broken(forward, labels),
+                      sitk.sitkNearestNeighbor, 0, pixel))
     return _Boxed(arr, tuple(int(v) for v in start_xyz[::-1]), shape)  # type: ignore[arg-type]
 
 
