@@ -11,6 +11,7 @@ from skimage import measure as skmeasure
 
 from imaging.measurement import cap_support, edge_midpoints_2d, measure_lesions, mesh_volume_mm3, slice_diameters
 from imaging.measurement.diameters import _feret, _feret_3d, _longest_chord
+from tests.hypothesis_profiles import examples
 from tests.data_factory import make_image
 
 
@@ -79,7 +80,7 @@ def test_longest_chord_of_polygons():
     assert _longest_chord(islands, np.array([1.0, 0.0]), np.array([0.0, 1.0]))[0] == pytest.approx(6.0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 3000))
 def test_pruned_3d_feret_equals_brute_force(seed, n):
     rng = np.random.default_rng(seed)
@@ -130,7 +131,7 @@ def blobs(draw):
     return arr
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blobs(), st.integers(0, 5), st.integers(0, 7))
 def test_invariants_on_random_blobs(arr, dz, dxy):
     spacing = (0.7, 0.7, 2.0)
