@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from pipelines.config import RunConfig
 from pipelines.discover import TimepointSource, discover
 from pipelines.outputs import safe_name
-from pipelines.privacy import PrivacyError, Pseudonymiser
+from pipelines.privacy import PrivacyError, Pseudonymiser, deidentify_dicom
 
 log = logging.getLogger("tumor_response.export")
 
@@ -229,28 +229,14 @@ def export_run(
     return summary
 
 
-#: Direct identifiers of the patient module and its neighbours, emptied unless privacy.keep_identifiers.
-_IDENTIFYING = ("PatientBirthDate", "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "PatientAddress",
-                "PatientTelephoneNumbers", "AccessionNumber", "ReferringPhysicianName", "InstitutionName",
-                "InstitutionAddress")
-
-
-def _deidentify(path: Path, out_id: str, *, removed: bool) -> None:
-    """Patient name and id become the output id; direct identifiers are emptied (Type 2 attributes stay present).
-
-    ``removed``: the id is a keyed pseudonym too, so the object declares PatientIdentityRemoved YES.
-    """
+def _deidentify(path: Path, out_id: str, anon: Pseudonymiser) -> None:
+    """The written object de-identified per PS3.15's Basic Profile (:func:`pipelines.privacy.deidentify_dicom`):
+    UIDs retained, or replaced by the run's keyed pseudonyms when it pseudonymises."""
     import pydicom
 
     ds = pydicom.dcmread(path)
-    ds.PatientName = f"{out_id}^"  # family-name component: a PN with no "^" is the retired ACR-NEMA form
-    ds.PatientID = out_id
-    for keyword in _IDENTIFYING:
-        if keyword in ds:
-            setattr(ds, keyword, "")
-    if removed:
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = "tumor-response: keyed pseudonym for PatientID; identifying attributes emptied"
+    deidentify_dicom(ds, patient_id=out_id, uid=anon.uid if anon.enabled else None, identity_removed=anon.enabled,
+                     own_descriptors=("SeriesDescription",))  # write_seg / write_sr name their series themselves
     ds.save_as(path, enforce_file_format=True)
 
 
@@ -306,7 +292,7 @@ def _export_timepoint(
         if not config.privacy.keep_identifiers:
             for name in (SEG_NAME, SR_NAME):
                 if (stage / name).is_file():
-                    _deidentify(stage / name, out_id, removed=anon.enabled)
+                    _deidentify(stage / name, out_id, anon)
         target.mkdir(parents=True, exist_ok=True)
         written = []
         for name in (SEG_NAME, SR_NAME):

@@ -11,9 +11,12 @@ run with that key, and nobody without the key can link it back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
+from typing import Any
 
 from pipelines.config import PrivacyConfig
 
@@ -71,3 +74,145 @@ class Pseudonymiser:
             if pid:
                 text = text.replace(pid, self.patient(pid))
         return text
+
+
+# --- DICOM objects: PS3.15 Annex E Basic Application Level Confidentiality Profile -------------------------
+
+#: Edition of PS3.15 Table E.1-1 that dicom-anonymizer (KitwareMedical) transcribes and this module applies.
+PROFILE_EDITION = "dicomfields_2026c"
+
+#: CID 7050 (De-identification Method) codes of what :func:`deidentify_dicom` does.
+BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
+RETAIN_FULL_DATES = ("113106", "Retain Longitudinal Temporal Information Full Dates Option")
+CLEAN_STRUCTURED_CONTENT = ("113104", "Clean Structured Content Option")
+RETAIN_UIDS = ("113110", "Retain UIDs Option")
+CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
+
+#: Dates and times the Retain Longitudinal Temporal Information option does not keep: they date the person,
+#: not the course (PS3.15 E.3.6 keeps the dates of the study and of its objects).
+_PERSON_DATES = frozenset({0x00100030, 0x00100032})  # PatientBirthDate, PatientBirthTime
+
+#: Sequences the profile would replace or empty whole, but that hold what this program measured: the SR's
+#: content tree (Clean Structured Content: its items are cleaned by the same rules, one level at a time).
+_CLEANED_NOT_REPLACED = frozenset({0x0040A730})  # ContentSequence
+
+
+@functools.lru_cache(maxsize=1)
+def _profile() -> tuple[dict[int, Callable[[Any, tuple[int, int]], None]], tuple[tuple[int, int, int, int, Any], ...],
+                        frozenset[int]]:
+    """The Basic Profile as (action by tag, actions of repeating groups by mask, tags whose action is U or X/Z/U*).
+
+    The table and the per-action functions (D: a dummy value of the VR, Z: empty, X: remove) are
+    dicom-anonymizer's; which conditional action applies (X/Z/D and the like) is its choice, the
+    conservative one (keep the attribute present with a dummy or empty value).
+    """
+    from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+    from dicomanonymizer.simpledicomanonymizer import initialize_actions
+
+    actions = initialize_actions(PROFILE_EDITION)
+    tables = dicom_anonymization_database_selector(PROFILE_EDITION)
+    uid_tags = frozenset((g << 16) | e for name in ("U_TAGS", "X_Z_U_STAR_TAGS") for g, e, *rest in tables[name]
+                         if not rest)
+    single = {(t[0] << 16) | t[1]: fn for t, fn in actions.items() if len(t) == 2}
+    groups = tuple((t[0], t[1], t[2], t[3], fn) for t, fn in actions.items() if len(t) == 4)
+    return single, groups, uid_tags
+
+
+def _action(tag: int, single: dict, groups: tuple) -> Callable[[Any, tuple[int, int]], None] | None:
+    fn = single.get(tag)
+    if fn is not None:
+        return fn
+    group, element = tag >> 16, tag & 0xFFFF
+    for g, e, gmask, emask, gfn in groups:
+        if group & gmask == g & gmask and element & emask == e & emask:
+            return gfn
+    return None
+
+
+def _clean(ds: Any, uid: Callable[[str], str] | None) -> None:
+    """Apply the Basic Profile to every attribute of ``ds`` and, level by level, of every nested item.
+
+    Kept, by the options :func:`deidentify_dicom` declares: dates and times (not the birth date), UIDs
+    (or replaced by ``uid``, consistently), and the SR content tree (cleaned, not replaced).
+    """
+    from dicomanonymizer.simpledicomanonymizer import delete
+
+    single, groups, uid_tags = _profile()
+    for elem in list(ds):
+        tag = int(elem.tag)
+        if elem.tag.is_private:
+            del ds[elem.tag]
+            continue
+        fn = _action(tag, single, groups)
+        if elem.VR == "SQ":
+            if fn is None or tag in _CLEANED_NOT_REPLACED or tag in uid_tags:
+                for item in elem.value:  # kept: its items are cleaned (X/Z/U*: the UIDs they contain)
+                    _clean(item, uid)
+            elif fn is delete:
+                del ds[elem.tag]
+            else:
+                fn(ds, (elem.tag.group, elem.tag.element))
+            continue
+        if fn is None:
+            continue
+        if tag in uid_tags or elem.VR == "UI":
+            if uid is not None and elem.value:
+                values = elem.value if elem.VM > 1 else [elem.value]
+                mapped = [uid(str(v)) for v in values]
+                elem.value = mapped if elem.VM > 1 else mapped[0]
+            continue
+        if elem.VR in ("DA", "DT", "TM"):
+            if tag in _PERSON_DATES:
+                elem.value = ""  # zero length, not a dummy date (the library's dummy is 0001-01-01)
+            continue
+        fn(ds, (elem.tag.group, elem.tag.element))
+
+
+def deidentify_dicom(ds: Any, *, patient_id: str, uid: Callable[[str], str] | None = None,
+                     identity_removed: bool, own_descriptors: tuple[str, ...] = ()) -> None:
+    """De-identify a DICOM object this program wrote, in place, per PS3.15 Annex E.
+
+    The Basic Application Level Confidentiality Profile (Table E.1-1, edition :data:`PROFILE_EDITION`) is
+    applied to the whole object, nested sequences included, with these options, recorded in the
+    object's De-identification Method Code Sequence (CID 7050):
+
+    - Retain Longitudinal Temporal Information with Full Dates (E.3.6): study, series, content and
+      acquisition dates and times are the point of a longitudinal study; birth date and time are not kept;
+    - Clean Structured Content (E.3.5): the SR content tree holds this program's measurements; its items
+      are cleaned by the same rules instead of being replaced whole;
+    - Retain UIDs (E.3.9) when ``uid`` is None: the objects reference the source series in the archive
+      they came from. With ``uid`` (a keyed pseudonym map), every UID the profile lists (study, series,
+      instance, frame of reference, referenced instances, tracking UIDs) is replaced through it, so the
+      references inside and between the objects stay consistent;
+    - Clean Descriptors (E.3.5), when ``own_descriptors`` names top-level descriptors (e.g.
+      ``SeriesDescription``) whose values this program wrote: those are kept; descriptors copied from
+      the source (Study Description, ...) are removed by the profile.
+
+    Patient Name and Patient ID become ``patient_id`` (the run's output id). Private attributes are
+    removed. ``identity_removed`` declares Patient Identity Removed YES (the id is a pseudonym);
+    otherwise NO, and the method text says the Patient ID was kept as the run's patient key.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    kept = {name: ds.data_element(name).value for name in own_descriptors if name in ds}
+    _clean(ds, uid)
+    for name, value in kept.items():
+        setattr(ds, name, value)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and uid is not None and "MediaStorageSOPInstanceUID" in meta:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = f"{patient_id}^"  # family-name component: a PN with no "^" is the retired ACR-NEMA form
+    ds.PatientID = patient_id
+    codes = ([BASIC_PROFILE, RETAIN_FULL_DATES, CLEAN_STRUCTURED_CONTENT] + ([CLEAN_DESCRIPTORS] if kept else [])
+             + ([RETAIN_UIDS] if uid is None else []))
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = DicomSequence(items)
+    ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
+    edition = PROFILE_EDITION.removeprefix("dicomfields_")
+    ds.DeidentificationMethod = (f"PS3.15 Basic Profile {edition}; " +  # LO: at most 64 characters
+                                 ("PatientID pseudonym" if identity_removed else "PatientID kept as run key"))
