@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tests import hypothesis_profiles  # noqa: F401  (loads the suite's hypothesis profile before any test module)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -41,7 +41,7 @@ def _messy_archive(root):
         ds.PatientID = "PAT2"
     write_datasets(root / "x" / "y" / "z", b, seed=1)
     (root / "README.txt").write_text("exported by PACS")
-    (root / "x" / "thumbs.db").write_bytes(os.urandom(2000))
+    (root / "x" / "thumbs.db").write_bytes(np.random.default_rng(7).integers(0, 256, 2000, dtype=np.uint8).tobytes())
     (root / "DICOMDIR").write_bytes(b"\x00" * 128 + b"DICM" + b"\x00" * 64)
     save(text_sr(), root / "x" / "report")
     broken = root / "x" / "broken.dcm"

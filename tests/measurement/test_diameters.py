@@ -11,8 +11,8 @@ from skimage import measure as skmeasure
 
 from imaging.measurement import cap_support, edge_midpoints_2d, measure_lesions, mesh_volume_mm3, slice_diameters
 from imaging.measurement.diameters import _feret, _feret_3d, _longest_chord
-from tests.hypothesis_profiles import examples
 from tests.data_factory import make_image
+from tests.hypothesis_profiles import examples
 
 
 def _disc(radius_px: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
