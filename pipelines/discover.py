@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from imaging.io import SeriesInfo, group_series, scan_archive
+from imaging.io import CatalogueError, SeriesInfo, group_series, scan_archive
 from pipelines.config import DatasetConfig
 
 
@@ -136,8 +136,13 @@ def _discover_nifti(dataset: DatasetConfig) -> Discovery:
 
 def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery:
     """Crawl ``dataset.root``; one time point per (patient, study) holding one image series of the wanted modality."""
-    scan = scan_archive(dataset.root, catalogue=catalogue)
-    found = Discovery(skipped_files=list(scan.skipped))
+    notes = []
+    try:
+        scan = scan_archive(dataset.root, catalogue=catalogue)
+    except CatalogueError as exc:  # the catalogue is a convenience: a read-only archive is still crawled
+        notes.append(f"{exc}; crawled without a header catalogue (a rerun reads every header again)")
+        scan = scan_archive(dataset.root, catalogue=None)
+    found = Discovery(skipped_files=list(scan.skipped), problems=notes)
     by_study: dict[tuple[str, str], list[SeriesInfo]] = defaultdict(list)
     for s in group_series(scan.headers):
         if s.modality in dataset.modality:

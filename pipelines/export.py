@@ -187,6 +187,7 @@ def export_run(
 
     wanted = set(patients) if patients is not None else None
     found = discover(config.dataset)
+    anon.register(found.patients)
     summary = ExportSummary()
     for patient_id in sorted(found.patients):
         out_id = anon.patient(patient_id)
@@ -214,12 +215,12 @@ def export_run(
                 written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
                                             out / safe_name(out_id) / key[1], anon, out_id)
             except (ImagingError, DicomExportError, ValueError, OSError) as exc:
-                reason = anon.scrub(f"{type(exc).__name__}: {exc}", [patient_id])
+                reason = anon.text(f"{type(exc).__name__}: {exc}")
                 summary.failed.append(f"{where}: {reason}")
                 log.error("export %s failed: %s", where, reason)
                 continue
             except Exception as exc:  # a defect must not cost the batch its other outputs: recorded, not raised
-                reason = anon.scrub(f"unexpected {type(exc).__name__}: {exc}", [patient_id])
+                reason = anon.text(f"unexpected {type(exc).__name__}: {exc}")
                 log.exception("export %s failed", where)
                 summary.failed.append(f"{where}: {reason}")
                 continue

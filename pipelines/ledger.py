@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _SCHEMA = """
@@ -51,9 +52,14 @@ def _timed(method):
 
 
 class Ledger:
-    """Task states of a run folder, in ``<output_dir>/ledger.sqlite``."""
+    """Task states of a run folder, in ``<output_dir>/ledger.sqlite``.
 
-    def __init__(self, path: Path) -> None:
+    ``disclose``: what the file may show of a task id, patient id or error (the run's
+    :meth:`pipelines.privacy.Pseudonymiser.text`); callers pass the archive's own ids.
+    """
+
+    def __init__(self, path: Path, disclose: Callable[[str], str] = str) -> None:
+        self._disclose = disclose
         self.seconds = 0.0
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every state change is durable at once, so a SIGKILL loses at most the task in hand.
@@ -81,28 +87,28 @@ class Ledger:
                ON CONFLICT(task_id) DO UPDATE SET cache_key = excluded.cache_key,
                    state = CASE WHEN tasks.cache_key IS excluded.cache_key AND tasks.state IN ('done', 'cached')
                                 THEN tasks.state ELSE 'pending' END""",
-            (task_id, kind, patient_id, date, cache_key),
+            (self._disclose(task_id), kind, self._disclose(patient_id), date, cache_key),
         )
 
     @_timed
     def running(self, task_id: str) -> None:
         self._db.execute(
             "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, error = NULL WHERE task_id = ?",
-            (time.time(), task_id),
+            (time.time(), self._disclose(task_id)),
         )
 
     @_timed
     def done(self, task_id: str, seconds: float, *, cached: bool = False) -> None:
         self._db.execute(
             "UPDATE tasks SET state = ?, finished_at = ?, seconds = ?, error = NULL WHERE task_id = ?",
-            ("cached" if cached else "done", time.time(), seconds, task_id),
+            ("cached" if cached else "done", time.time(), seconds, self._disclose(task_id)),
         )
 
     @_timed
     def failed(self, task_id: str, seconds: float, error: str) -> None:
         self._db.execute(
             "UPDATE tasks SET state = 'failed', finished_at = ?, seconds = ?, error = ? WHERE task_id = ?",
-            (time.time(), seconds, error, task_id),
+            (time.time(), seconds, self._disclose(error), self._disclose(task_id)),
         )
 
     def states(self) -> dict[str, str]:

@@ -1,16 +1,21 @@
-"""Output files, written atomically (temp file in the same folder, then rename)."""
+"""Output files, written atomically (temp file in the same folder, then rename), and the run's output folder."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.privacy import Pseudonymiser
 
 
 def safe_name(value: str) -> str:
@@ -62,3 +67,65 @@ def write_parquet_atomic(path: Path, rows: Sequence[dict[str, Any]], columns: Se
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class RunOutputs:
+    """A run's output folder: where every file of the run is written, each identity disclosed once, here.
+
+    Stages and summaries hold the archive's own patient ids and UIDs. What reaches a file, a path, the
+    log or the console goes through the run's :class:`~pipelines.privacy.Pseudonymiser`: table rows and
+    JSON with :meth:`~pipelines.privacy.Pseudonymiser.row` / ``data``, paths with :meth:`patient_dir`,
+    the log with a filter on its handler. A writer added later uses these methods, and
+    ``tests/pipelines/test_privacy.py`` reads every file of a run for identifiers.
+    """
+
+    def __init__(self, root: Path, anon: Pseudonymiser) -> None:
+        self.root = root
+        self.anon = anon
+
+    def patient_id(self, patient_id: str) -> str:
+        """The id the outputs show for a patient."""
+        return self.anon.patient(patient_id)
+
+    def patient_dir(self, kind: str, patient_id: str) -> Path:
+        """``<root>/<kind>/<patient as shown>``: a per-patient folder of outputs (snapshots, transforms, masks)."""
+        return self.root / kind / safe_name(self.anon.patient(patient_id))
+
+    def patient_file(self, kind: str, patient_id: str, suffix: str) -> Path:
+        """``<root>/<kind>/<patient as shown><suffix>``: a per-patient output file (``courses/P001.json``)."""
+        return self.root / kind / (safe_name(self.anon.patient(patient_id)) + suffix)
+
+    def csv(self, name: str, rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
+        write_csv_atomic(self.root / name, [self.anon.row(r) for r in rows], columns)
+
+    def parquet(self, name: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+        write_parquet_atomic(self.root / name, [self.anon.row(r) for r in rows], columns)
+
+    def json(self, name: str | Path, data: Any) -> Path:
+        path = self.root / name
+        write_json_atomic(path, self.anon.data(data))
+        return path
+
+    def text(self, value: str) -> str:
+        """Free text (a message for the console) as the outputs show it."""
+        return self.anon.text(value)
+
+    def log_handler(self, name: str = "run.log") -> logging.Handler:
+        """A file handler for the run's log whose every line is disclosed like the other outputs."""
+        from pipelines.privacy import DisclosureFilter
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.root / name, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(DisclosureFilter(self.anon))
+        return handler
+
+    def disclosed(self, summary: Any) -> Any:
+        """A copy of a run summary (a dataclass of row lists and notes) as the outputs show it."""
+        changes = {}
+        for f in dataclasses.fields(summary):
+            value = getattr(summary, f.name)
+            if isinstance(value, list):
+                changes[f.name] = [self.anon.row(v) if isinstance(v, dict) else self.anon.text(v) if isinstance(v, str)
+                                   else v for v in value]
+        return dataclasses.replace(summary, **changes)

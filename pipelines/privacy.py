@@ -1,12 +1,21 @@
-"""Patient privacy in outputs: keyed pseudonyms for patient ids and UIDs.
+"""Patient privacy in outputs: keyed pseudonyms for patient ids and UIDs, and PS3.15 de-identification.
 
-Tabular outputs, logs and reports never carry PatientName, PatientBirthDate or
-any other header identifier: the crawl does not read them. What remains
-identifying is the PatientID (often a hospital record number) and the DICOM
-UIDs; with ``privacy.pseudonymise: true`` both are replaced by an HMAC-SHA256
-of the value under a secret key from the config (or, better, from an
-environment variable), so the same patient gets the same pseudonym in every
-run with that key, and nobody without the key can link it back.
+Identities are replaced once, where outputs are written, not threaded through the stages: the stages
+work with the archive's own ids, and every writer of the output folder (tables, JSON, the log, the
+ledger, the console, output paths, DICOM objects) shows them through one :class:`Pseudonymiser`
+(see :class:`pipelines.outputs.RunOutputs`).
+
+Tabular outputs, logs and reports never carry PatientName, PatientBirthDate or any other header
+identifier: the crawl keeps them only in its header catalogue, which lives beside the archive, not
+among the outputs. What the outputs do show is the PatientID (the run's patient key; often a hospital
+record number) and the DICOM UIDs (the results' link to the images); with ``privacy.pseudonymise:
+true`` both are replaced by an HMAC-SHA256 of the value under a secret key from the config (or,
+better, from an environment variable), so the same patient gets the same pseudonym in every run with
+that key, and nobody without the key can link it back.
+
+DICOM objects the run writes (SEG, SR) copy patient and study attributes from their sources; unless
+``privacy.keep_identifiers``, :func:`deidentify_dicom` applies PS3.15's Basic Application Level
+Confidentiality Profile to the whole object, with the options it names.
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipelines.config import PrivacyConfig
@@ -31,6 +42,9 @@ class Pseudonymiser:
     def __init__(self, config: PrivacyConfig) -> None:
         self.enabled = config.pseudonymise
         self._key: bytes | None = None
+        self._known: set[str] = set()
+        self._issued: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
         if not self.enabled:
             return
         if config.key is not None:
@@ -62,18 +76,66 @@ class Pseudonymiser:
 
     def uid(self, uid: str) -> str:
         """A DICOM UID the outputs show: under pseudonymisation a valid UID in the 2.25 (UUID-derived) arc."""
-        if not self.enabled or not uid:
+        if not self.enabled or not uid or uid in self._issued:
             return uid
-        return "2.25." + str(int(self._digest("uid", uid)[:32], 16))
+        pseudonym = "2.25." + str(int(self._digest("uid", uid)[:32], 16))
+        self._issued.add(pseudonym)  # disclosing twice changes nothing (messages made by a writer, then logged)
+        return pseudonym
 
-    def scrub(self, text: str, patient_ids: list[str]) -> str:
-        """Replace raw patient ids in a message (paths often contain them) by their pseudonyms."""
-        if not self.enabled:
+    def register(self, patient_ids: Iterable[str]) -> None:
+        """The raw patient ids of the run, whose every mention in free text :meth:`text` replaces."""
+        self._known.update(p for p in patient_ids if p)
+        self._pattern = None
+
+    def text(self, text: str) -> str:
+        """Free text as the outputs may show it: under pseudonymisation, every registered patient id (a whole
+        word: paths and messages often contain them) and every UID-shaped token replaced by its pseudonym."""
+        if not self.enabled or not text:
             return text
-        for pid in sorted(patient_ids, key=len, reverse=True):
-            if pid:
-                text = text.replace(pid, self.patient(pid))
-        return text
+        if self._pattern is None and self._known:
+            words = "|".join(re.escape(p) for p in sorted(self._known, key=len, reverse=True))
+            self._pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{words})(?![A-Za-z0-9])")
+        if self._pattern is not None:
+            text = self._pattern.sub(lambda m: self.patient(m.group(0)), text)
+        return _UID_TOKEN.sub(lambda m: self.uid(m.group(0)), text)
+
+    def row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A table row as the outputs show it: ``patient_id`` and ``*_uid`` columns mapped, other text cleaned."""
+        return {k: self._value(k, v) for k, v in row.items()}
+
+    def data(self, value: Any, key: str = "") -> Any:
+        """A JSON-able structure as the outputs show it (keys kept; values as in :meth:`row`)."""
+        if isinstance(value, dict):
+            return {k: self.data(v, str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v, key) for v in value]
+        return self._value(key, value)
+
+    def _value(self, key: str, value: Any) -> Any:
+        if not self.enabled or not isinstance(value, str):
+            return value
+        if key == "patient_id":
+            return self.patient(value)
+        if key.endswith("_uid") or key == "uid":
+            return self.uid(value)
+        return self.text(value)
+
+
+class DisclosureFilter(logging.Filter):
+    """A log handler's filter: each record's message as :meth:`Pseudonymiser.text` shows it."""
+
+    def __init__(self, anon: Pseudonymiser) -> None:
+        super().__init__()
+        self.anon = anon
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.anon.enabled:
+            record.msg, record.args = self.anon.text(record.getMessage()), None
+        return True
+
+
+#: A DICOM UID in free text (at least five numeric components; version numbers have fewer).
+_UID_TOKEN = re.compile(r"(?<![\w.])(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*)){4,}(?![\w.])")
 
 
 # --- DICOM objects: PS3.15 Annex E Basic Application Level Confidentiality Profile -------------------------

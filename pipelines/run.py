@@ -29,6 +29,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from imaging.io import default_catalogue
 from imaging.registration.tracking import TrackingResult
 from imaging.report import timeline_table, write_report
 from imaging.response import CourseError, assess, course_from_dict
@@ -40,7 +41,7 @@ from pipelines.course_builder import FailedTimepoint, baseline_position, build_c
 from pipelines.discover import ClinicalContext, TimepointSource, Visit, discover, load_clinical, load_visits
 from pipelines.executor import make_executor
 from pipelines.ledger import Ledger
-from pipelines.outputs import safe_name, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from pipelines.outputs import RunOutputs
 from pipelines.privacy import PrivacyError, Pseudonymiser
 from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict, where_of
 from pipelines.tasks import align_job, measure_job, track_job
@@ -96,10 +97,9 @@ def _config_hash(config: RunConfig) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
-def _attach_log_file(out: Path) -> logging.Handler:
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "run.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def _attach_log_file(outputs: RunOutputs) -> logging.Handler:
+    handler = outputs.log_handler()
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # a line per copied module of every source image
     root = logging.getLogger()
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
@@ -113,7 +113,7 @@ def _metadata_path(config: RunConfig, patient_id: str) -> Path | None:
     return config.dataset.root / config.dataset.lesion_metadata.format(patient_id=patient_id, study_date="", timepoint="")
 
 
-def _extras(config: RunConfig, patient_id: str, anon: Pseudonymiser) -> Extras:
+def _extras(config: RunConfig, patient_id: str, outputs: RunOutputs) -> Extras:
     """Snapshots and radiomics a patient's measure tasks make (lesion names from the sidecar when readable;
     a sidecar that cannot be read fails the patient's assessment, where it is recorded)."""
     try:
@@ -126,7 +126,7 @@ def _extras(config: RunConfig, patient_id: str, anon: Pseudonymiser) -> Extras:
 
         params = config.radiomics.params or DEFAULT_PARAMS
     return Extras(
-        snapshot_dir=config.output_dir / "snapshots" / safe_name(anon.patient(patient_id)) if config.outputs.snapshots else None,
+        snapshot_dir=outputs.patient_dir("snapshots", patient_id) if config.outputs.snapshots else None,
         lesion_names=names,
         radiomics_params=params,
         mr_settings=tuple(sorted(config.radiomics.mr_settings.items())),
@@ -155,9 +155,9 @@ class _Jobs:
     """Runs tasks on the executor, recording each in the ledger, the summary and its progress bar."""
 
     def __init__(self, executor: Any, ledger: Ledger, console: Console, progress: Progress, summary: RunSummary,
-                 anon: Pseudonymiser, patient_ids: list[str]) -> None:
+                 outputs: RunOutputs) -> None:
         self.executor, self.ledger, self.console, self.progress = executor, ledger, console, progress
-        self.summary, self.anon, self.patient_ids = summary, anon, patient_ids
+        self.summary, self.outputs = summary, outputs
 
     def run(self, *batches: tuple[str, str, list[tuple[tuple[str, str | None], Any, tuple]]],
             ) -> Iterator[tuple[tuple[str, tuple[str, str | None]], Any]]:
@@ -168,9 +168,9 @@ class _Jobs:
         bars = {kind: self.progress.add_task(label, total=len(jobs)) for kind, label, jobs in batches if jobs}
         ids = {}
         for (kind, (pid, date)), _, _ in tagged:
-            task_id = f"{kind}:{self.anon.patient(pid)}" + (f":{date}" if date else "")
+            task_id = f"{kind}:{pid}" + (f":{date}" if date else "")
             ids[(kind, (pid, date))] = task_id
-            self.ledger.register(task_id, kind, self.anon.patient(pid), date, None)
+            self.ledger.register(task_id, kind, pid, date, None)
             self.ledger.running(task_id)
         if not tagged:
             return
@@ -179,7 +179,7 @@ class _Jobs:
             result: Any
             if isinstance(outcome, BaseException):
                 reason = str(outcome) if isinstance(outcome, StageError) else f"{type(outcome).__name__}: {outcome}"
-                result = self.anon.scrub(reason, self.patient_ids)
+                result = reason
                 self.ledger.failed(task_id, 0.0, result)
                 log.error("%s failed: %s", task_id, result)
             else:
@@ -191,8 +191,8 @@ class _Jobs:
                 log.info("%s %s in %.2f s", task_id, "cached" if outcome["cached"] else "done", outcome["seconds"])
             self.progress.advance(bars[kind])
             if not self.console.is_terminal:
-                self.console.log(f"{task_id}: " + ("failed" if isinstance(result, str) else
-                                                  "cached" if result["cached"] else "done"))
+                self.console.log(self.outputs.text(f"{task_id}: " + ("failed" if isinstance(result, str) else
+                                                                    "cached" if result["cached"] else "done")))
             yield tag, result
 
 
@@ -206,7 +206,7 @@ def _landmarks(config: RunConfig, tp: TimepointSource) -> Path | None:
 
 def _stage_all(
     config: RunConfig, patients: dict[str, list[TimepointSource]], clinical: dict, ledger: Ledger, console: Console,
-    summary: RunSummary, anon: Pseudonymiser,
+    summary: RunSummary, outputs: RunOutputs,
 ) -> Staged:
     """Register every scan to its baseline, measure every scan, track every patient's lesions.
 
@@ -219,7 +219,7 @@ def _stage_all(
     out = config.output_dir
     cache_root = out / "cache" if config.cache else None
     method = config.tracking.method
-    extras_of = {pid: _extras(config, pid, anon) for pid in patient_ids}
+    extras_of = {pid: _extras(config, pid, outputs) for pid in patient_ids}
     baselines = {pid: baseline_of(tps, clinical.get(pid)) for pid, tps in patients.items() if tps}
 
     align_jobs, measure_jobs, deferred = [], [], {}
@@ -227,15 +227,14 @@ def _stage_all(
         base = baselines.get(pid)
         for tp in sorted(patients[pid], key=lambda t: t.study_date):
             tag = (pid, tp.study_date.isoformat())
-            folder = safe_name(anon.patient(pid))
             needs_mask = not tp.mask_path.is_file() and tp.problem is None
             # Neither an unusable scan nor one of an unusable baseline is registered (its measure task says why).
             usable = base is not None and tp.problem is None and base.problem is None and tp is not base
             if usable and method != "labels" and (method == "registration" or needs_mask):
                 spec = AlignSpec(
                     baseline=base, scan=tp,
-                    transform_path=out / "transforms" / folder / f"{tp.study_date.isoformat()}.tfm" if method == "registration" else None,
-                    propagated_mask_path=out / "masks" / folder / f"{tp.study_date.isoformat()}.nii.gz",
+                    transform_path=outputs.patient_dir("transforms", pid) / f"{tp.study_date.isoformat()}.tfm" if method == "registration" else None,
+                    propagated_mask_path=outputs.patient_dir("masks", pid) / f"{tp.study_date.isoformat()}.nii.gz",
                     landmarks=(lm0, lm1) if (lm0 := _landmarks(config, base)) and (lm1 := _landmarks(config, tp)) else None,
                 )
                 align_jobs.append((tag, align_job, (spec, config.registration, config.lesions, cache_root)))
@@ -249,23 +248,23 @@ def _stage_all(
         tp = sources[tag]  # type: ignore[index]
         key = (tp.patient_id, tp.study_date)
         if isinstance(outcome, str):
-            summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
+            summary.failures.append({"patient_id": tp.patient_id, "date": tp.study_date.isoformat(),
                                      "stage": "measure", "reason": outcome})
             staged.measured[key] = FailedTimepoint(tp.patient_id, tp.study_date, outcome)
             return
         staged.measured[key] = measured_from_dict(outcome["result"], tp)
-        summary.notes.extend(f"measure:{anon.patient(tp.patient_id)}:{tp.study_date.isoformat()}: {p}"
+        summary.notes.extend(f"measure:{tp.patient_id}:{tp.study_date.isoformat()}: {p}"
                              for p in staged.measured[key].problems)
 
     show_bar = console.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=not show_bar)
     with progress, make_executor(config.executor) as executor:
-        jobs = _Jobs(executor, ledger, console, progress, summary, anon, patient_ids)
+        jobs = _Jobs(executor, ledger, console, progress, summary, outputs)
         # Registrations first: the longest tasks start first, measurements fill the gaps.
         for tag, outcome in jobs.run(("align", "register", align_jobs), ("measure", "measure", measure_jobs)):
             if tag[0] == "align":
-                _record_align(config, staged, summary, anon, sources[tag[1]], outcome)
+                _record_align(config, staged, summary, sources[tag[1]], outcome)
             else:
                 record_measure(tag[1], outcome)
         later = []
@@ -273,9 +272,8 @@ def _stage_all(
             aligned = staged.aligned.get((tp.patient_id, tp.study_date))
             if aligned is None or not aligned.get("mask_file"):
                 reason = (aligned or {}).get("mask_error") or f"{where_of(tp)}: no label map at {tp.mask_path}"
-                reason = anon.scrub(reason, patient_ids)
                 if not (aligned or {}).get("task_failed"):  # a failed align task is already a failure row
-                    summary.failures.append({"patient_id": anon.patient(tp.patient_id), "date": tp.study_date.isoformat(),
+                    summary.failures.append({"patient_id": tp.patient_id, "date": tp.study_date.isoformat(),
                                              "stage": "segment", "reason": reason})
                 staged.measured[(tp.patient_id, tp.study_date)] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
                 continue
@@ -323,17 +321,16 @@ def _stage_all(
         for (_, (pid, _)), outcome in jobs.run(("track", "track", track_jobs)):
             if isinstance(outcome, str):
                 staged.tracking[pid] = outcome
-                summary.failures.append({"patient_id": anon.patient(pid), "date": "", "stage": "track", "reason": outcome})
+                summary.failures.append({"patient_id": pid, "date": "", "stage": "track", "reason": outcome})
             else:
                 staged.tracking[pid] = tracking_from_dict(outcome["result"])
     return staged
 
 
-def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, anon: Pseudonymiser, tp: TimepointSource,
-                  outcome: Any) -> None:
+def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, tp: TimepointSource, outcome: Any) -> None:
     """Keep an align task's outcome; a registration that is not usable is a failure row (the scan is then not
     evaluated, or tracked in scanner coordinates: ``registration.on_failure``)."""
-    pid, date = anon.patient(tp.patient_id), tp.study_date.isoformat()
+    pid, date = tp.patient_id, tp.study_date.isoformat()
     if isinstance(outcome, str):
         summary.failures.append({"patient_id": pid, "date": date, "stage": "register", "reason": outcome})
         staged.aligned[(tp.patient_id, tp.study_date)] = {"registration": {"status": "failed", "problems": [outcome]},
@@ -347,12 +344,12 @@ def _record_align(config: RunConfig, staged: Staged, summary: RunSummary, anon: 
     if reg is not None and reg["status"] != "ok":
         summary.failures.append({
             "patient_id": pid, "date": date, "stage": "register",
-            "reason": anon.scrub(f"registration to the baseline {reg['status']}: {'; '.join(reg['problems'])}; not used: "
-                                 + ("this scan is not evaluated (registration.on_failure)" if config.registration.on_failure == "not_evaluated"
-                                    else "its lesions are matched in scanner coordinates"), [tp.patient_id]),
+            "reason": f"registration to the baseline {reg['status']}: {'; '.join(reg['problems'])}; not used: "
+                      + ("this scan is not evaluated (registration.on_failure)" if config.registration.on_failure == "not_evaluated"
+                         else "its lesions are matched in scanner coordinates"),
         })
     for problem in result.get("mask_problems", []):
-        summary.notes.append(f"segment:{pid}:{date}: {anon.scrub(problem, [tp.patient_id])}")
+        summary.notes.append(f"segment:{pid}:{date}: {problem}")
     if result.get("mask_file"):
         summary.notes.append(f"segment:{pid}:{date}: no mask given; the baseline's lesions were carried over by "
                              f"registration and segmented ({os.path.relpath(result['mask_file'], config.output_dir)}); "
@@ -421,21 +418,22 @@ def run_pipeline(config: RunConfig, console: Console | None = None) -> RunSummar
     except PrivacyError as exc:
         raise RunError(str(exc)) from None
     with output_lock(out):
-        return _run_locked(config, console, anon, started_wall, started)
+        return _run_locked(config, console, RunOutputs(out, anon), started_wall, started)
 
 
 def _run_locked(
-    config: RunConfig, console: Console, anon: Pseudonymiser, started_wall: dt.datetime, started: float
+    config: RunConfig, console: Console, outputs: RunOutputs, started_wall: dt.datetime, started: float
 ) -> RunSummary:
+    """The run, its stages on the archive's own ids; the summary it returns is as the outputs show it."""
     out = config.output_dir
-    handler = _attach_log_file(out)
-    ledger = Ledger(out / "ledger.sqlite")
+    handler = _attach_log_file(outputs)
+    ledger = Ledger(out / "ledger.sqlite", disclose=outputs.text)
     run_id = ledger.start_run(_config_hash(config))
     summary = RunSummary(output_dir=out)
     try:
-        # The header catalogue speeds up reruns but holds raw PatientIDs: none when pseudonymising.
-        catalogue = None if config.privacy.pseudonymise else out / "index.sqlite"
-        found = discover(config.dataset, catalogue=catalogue)
+        # The header catalogue speeds up reruns; it holds what the headers say (names, descriptions), so it lives
+        # beside the archive it describes (where `index` keeps it too), never among the outputs.
+        found = discover(config.dataset, catalogue=default_catalogue(config.dataset.root))
         summary.notes.extend(found.problems)
         if found.skipped_files:
             summary.notes.append(
@@ -445,41 +443,42 @@ def _run_locked(
         visits = load_visits(config.dataset.visits)
         summary.n_patients = len(found.patients)
         summary.n_timepoints = sum(len(tps) for tps in found.patients.values())
-        staged = _stage_all(config, found.patients, clinical, ledger, console, summary, anon)
+        outputs.anon.register(found.patients)
+        staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs)
 
         for patient_id in sorted(found.patients):
             _assess_patient(config, patient_id, found.patients[patient_id], staged, clinical,
-                            visits.get(patient_id, []), ledger, summary, anon)
-        summary.registration_rows = _registration_rows(config, staged, anon)
-        summary.notes = [anon.scrub(n, list(found.patients)) for n in summary.notes]
+                            visits.get(patient_id, []), ledger, summary, outputs)
+        summary.registration_rows = _registration_rows(config, staged)
         summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
-        write_csv_atomic(out / "lesions.csv", summary.lesion_rows, LESION_COLUMNS)
-        write_parquet_atomic(out / "lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
-        write_csv_atomic(out / "responses.csv", summary.response_rows, RESPONSE_COLUMNS)
-        write_csv_atomic(out / "best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
+        outputs.csv("lesions.csv", summary.lesion_rows, LESION_COLUMNS)
+        outputs.parquet("lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
+        outputs.csv("responses.csv", summary.response_rows, RESPONSE_COLUMNS)
+        outputs.csv("best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
         if config.tracking.method == "registration":
-            write_csv_atomic(out / "registrations.csv", summary.registration_rows, REGISTRATION_COLUMNS)
+            outputs.csv("registrations.csv", summary.registration_rows, REGISTRATION_COLUMNS)
         if config.radiomics.enabled:
-            write_csv_atomic(out / "radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
+            outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
         if config.outputs.dicom:
             _export_dicom(config, summary)
-        write_csv_atomic(out / "failures.csv", summary.failures, FAILURE_COLUMNS)
-        write_json_atomic(
-            out / "summary.json",
+        outputs.csv("failures.csv", summary.failures, FAILURE_COLUMNS)
+        summary.notes.sort()  # tasks add theirs as they finish, in an order that changes from run to run
+        outputs.json(
+            "summary.json",
             {"name": config.name, "patients": summary.n_patients, "timepoints": summary.n_timepoints,
              "failed": len(summary.failures), "criteria": list(config.criteria), "notes": summary.notes},
         )
         summary.seconds = time.perf_counter() - started
         summary.ledger_seconds = ledger.seconds
-        write_json_atomic(out / "provenance.json", _provenance(config, started_wall, summary))
+        outputs.json("provenance.json", _provenance(config, started_wall, summary))
         write_report(out, title=f"tumor-response: {config.name}")
         ledger.finish_run(run_id, len(summary.failures))
     finally:
         ledger.close()
         logging.getLogger().removeHandler(handler)
         handler.close()
-    return summary
+    return outputs.disclosed(summary)
 
 
 def _export_dicom(config: RunConfig, summary: RunSummary) -> None:
@@ -509,11 +508,10 @@ def _assess_patient(
     visits: list[Visit],
     ledger: Ledger,
     summary: RunSummary,
-    anon: Pseudonymiser,
+    outputs: RunOutputs,
 ) -> None:
-    out_id = anon.patient(patient_id)
-    task_id = f"assess:{out_id}"
-    ledger.register(task_id, "assess", out_id, None, None)
+    task_id = f"assess:{patient_id}"
+    ledger.register(task_id, "assess", patient_id, None, None)
     ledger.running(task_id)
     t0 = time.perf_counter()
     try:
@@ -532,19 +530,15 @@ def _assess_patient(
                                                staged.tracked_by.get(patient_id), not_found,
                                                staged.untracked.get(patient_id))
         if note:
-            summary.notes.append(f"patient {out_id}: {note}")
-        course_dict["patient_id"] = out_id
-        for row in rows:
-            row["patient_id"] = out_id
-            row["study_uid"], row["series_uid"] = anon.uid(row["study_uid"]), anon.uid(row["series_uid"])
-        write_json_atomic(config.output_dir / "courses" / f"{safe_name(out_id)}.json", course_dict)
-        course = course_from_dict(course_dict, source=f"patient {out_id} (built from measurements)")
+            summary.notes.append(f"patient {patient_id}: {note}")
+        outputs.json(outputs.patient_file("courses", patient_id, ".json"), course_dict)
+        course = course_from_dict(course_dict, source=f"patient {patient_id} (built from measurements)")
         response_rows, best_rows = [], []
         for criterion in config.criteria:
             assessment = assess(course, criterion)
             for t in assessment.timepoints:
                 response_rows.append({
-                    "patient_id": out_id, "date": t.date.isoformat(), "criterion": criterion,
+                    "patient_id": patient_id, "date": t.date.isoformat(), "criterion": criterion,
                     "response": t.response, "flags": ";".join(t.flags), "reason": t.reason,
                     "sum_mm": _fmt(t.sum_mm), "sum_products_mm2": _fmt(t.sum_products_mm2),
                     "sum_volume_mm3": _fmt(t.sum_volume_mm3),
@@ -554,25 +548,25 @@ def _assess_patient(
                 })
             bor = assessment.best_overall_response
             best_rows.append({
-                "patient_id": out_id, "criterion": criterion, "response": bor.response,
+                "patient_id": patient_id, "criterion": criterion, "response": bor.response,
                 "date": bor.date.isoformat() if isinstance(bor.date, dt.date) else bor.date, "reason": bor.reason,
             })
     except (ValueError, CourseError) as exc:
-        reason = anon.scrub(str(exc), [patient_id])
+        reason = str(exc)
         ledger.failed(task_id, time.perf_counter() - t0, reason)
-        summary.failures.append({"patient_id": out_id, "date": "", "stage": "assess", "reason": reason})
+        summary.failures.append({"patient_id": patient_id, "date": "", "stage": "assess", "reason": reason})
         log.error("%s failed: %s", task_id, reason)
         return
     summary.lesion_rows.extend(rows)
     names = {(r["date"], r["label"]): r["lesion_id"] for r in rows
              if r["label"] is not None and r["status"] not in ("coalesced", "untracked")}
-    summary.radiomics_rows.extend(_radiomics_rows(out_id, tps, names))
+    summary.radiomics_rows.extend(_radiomics_rows(patient_id, tps, names))
     summary.response_rows.extend(response_rows)
     summary.best_rows.extend(best_rows)
     ledger.done(task_id, time.perf_counter() - t0)
 
 
-def _registration_rows(config: RunConfig, staged: Staged, anon: Pseudonymiser) -> list[dict[str, Any]]:
+def _registration_rows(config: RunConfig, staged: Staged) -> list[dict[str, Any]]:
     """One row per registered scan: status, the transform's rotation/scales/shift, metric, landmark error."""
     rows = []
     for (pid, date), aligned in sorted(staged.aligned.items()):
@@ -583,7 +577,7 @@ def _registration_rows(config: RunConfig, staged: Staged, anon: Pseudonymiser) -
         shift = reg.get("translation_mm")
         transform = aligned.get("transform_file")
         rows.append({
-            "patient_id": anon.patient(pid), "date": date.isoformat(), "status": reg["status"],
+            "patient_id": pid, "date": date.isoformat(), "status": reg["status"],
             "rotation_deg": _fmt(reg.get("rotation_deg"), 3),
             "scale_min": _fmt(scales[0], 4), "scale_max": _fmt(scales[-1], 4),
             "translation_mm": _fmt(float(sum(v * v for v in shift) ** 0.5), 3) if shift else None,
@@ -593,12 +587,12 @@ def _registration_rows(config: RunConfig, staged: Staged, anon: Pseudonymiser) -
             "landmark_error_max_mm": _fmt(reg.get("landmark_error_max_mm"), 3),
             "seconds": _fmt(reg.get("seconds"), 2),
             "transform_file": os.path.relpath(transform, config.output_dir) if transform else "",
-            "problems": anon.scrub("; ".join(reg.get("problems", [])), [pid]),
+            "problems": "; ".join(reg.get("problems", [])),
         })
     return rows
 
 
-def _radiomics_rows(out_id: str, tps: list, names: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
+def _radiomics_rows(patient_id: str, tps: list, names: dict[tuple[str, int], str]) -> list[dict[str, Any]]:
     """Long format: one row per lesion x time point x feature, with the change since the lesion's previous scan.
 
     ``names``: (date, label) -> tracked lesion id, so a lesion's changes follow it whatever its label values."""
@@ -612,7 +606,7 @@ def _radiomics_rows(out_id: str, tps: list, names: dict[tuple[str, int], str]) -
             deltas = feature_deltas(previous[name], features) if name in previous else {}
             for feature, value in sorted(features.items()):
                 d = deltas.get(feature, {})
-                rows.append({"patient_id": out_id, "date": tp.study_date.isoformat(), "lesion_id": name,
+                rows.append({"patient_id": patient_id, "date": tp.study_date.isoformat(), "lesion_id": name,
                              "feature": feature, "value": value, "change": d.get("absolute"),
                              "change_pct": None if d.get("relative") is None else round(100 * d["relative"], 4)})
             previous[name] = features

@@ -188,3 +188,66 @@ def write_run_config(root: Path, name: str, *, tracking: str) -> Path:
         f"tracking: {{method: {tracking}}}\n"
     )
     return config
+
+
+#: Value representations that can hold an arbitrary short marker word (dates, numbers, ages, UIDs cannot).
+_MARKER_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+#: Sequences given an item of marked Basic-Profile attributes (the first one is what the SEG/SR copy from).
+_MARKED_SEQUENCES = ("ContributingEquipmentSequence", "RequestAttributesSequence", "OtherPatientIDsSequence",
+                     "ReferencedPerformedProcedureStepSequence", "ProcedureCodeSequence")
+
+
+def basic_profile_text_keywords() -> list[str]:
+    """Keywords of PS3.15 Table E.1-1 (the edition pipelines.privacy applies) whose VR holds a marker word."""
+    from pydicom.datadict import dictionary_VR, keyword_for_tag
+
+    from pipelines.privacy import _profile
+
+    single, _, _ = _profile()
+    keywords = []
+    for tag in sorted(single):
+        keyword = keyword_for_tag(tag)
+        if keyword and dictionary_VR(tag) in _MARKER_VRS and not keyword.endswith("Trial"):
+            keywords.append(keyword)
+    return keywords
+
+
+def write_marker_archive(root: Path, *, n_patients: int = 2) -> tuple[Path, dict[str, str]]:
+    """The mini archive with a unique marker word in every Basic-Profile text attribute, top level and
+    inside nested sequences, and in a private attribute: (config path, marker -> where it was put).
+
+    PatientID stays the archive's (MINI01...), the key the run's outputs show unless it pseudonymises.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    config = write_mini_archive(root, n_patients=n_patients)
+    # PatientSex is an enumerated value (M, F, O) that highdicom checks: it holds F, and must come out empty.
+    keywords = [k for k in basic_profile_text_keywords() if k not in ("PatientID", "PatientSex")]
+    markers: dict[str, str] = {}
+
+    def marker(where: str) -> str:
+        word = f"ZQMK{len(markers):04d}"
+        markers[word] = where
+        return word
+
+    # One marker per attribute and place, the same in every file (a header value is per study, not per slice).
+    top = {k: marker(k) for k in keywords}
+    nested = {s: {k: marker(f"{s}/{k}") for k in keywords} for s in _MARKED_SEQUENCES}
+    private = marker("private (0011,1001)")
+    given_name = marker("PatientName (given name)")
+    for f in sorted(root.rglob("dicom/*")):
+        ds = pydicom.dcmread(f)
+        for k, word in top.items():
+            setattr(ds, k, word)
+        ds.PatientName = f"{top['PatientName']}^{given_name}"
+        ds.PatientSex = "F"
+        for s, words in nested.items():
+            item = Dataset()
+            for k, word in words.items():
+                setattr(item, k, word)
+            setattr(ds, s, Sequence([item]))
+        block = ds.private_block(0x0011, "TUMOR RESPONSE TEST", create=True)
+        block.add_new(0x01, "LO", private)
+        ds.save_as(f, enforce_file_format=True)
+    return config, markers

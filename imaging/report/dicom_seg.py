@@ -254,7 +254,7 @@ def write_seg(
             )
         except ValueError as exc:
             raise DicomExportError(
-                f"series {first.SeriesInstanceUID}: the label map does not fit the source images ({exc})"
+                f"series {first.SeriesInstanceUID}: highdicom cannot make a SEG of these source images and this label map ({exc})"
             ) from exc
     write_dataset_atomic(seg, out_path)
     return seg, segments

@@ -92,9 +92,11 @@ def test_a_patient_id_that_is_a_path_cannot_escape_the_output_folder(tmp_path):
     config.write_text(config.read_text().replace('"{patient_id}/{study_date}/mask.nii.gz"', '"evil/{study_date}/mask.nii.gz"')
                       .replace('"{patient_id}/lesions.json"', '"evil/lesions.json"'))
     out = tmp_path / "deep" / "out"
+    before = {p.resolve(): p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     result = CliRunner().invoke(app, ["run", str(config), "--set", f"output_dir={out}"])
     assert result.exit_code == 0, result.output
-    written = [p.resolve() for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_mtime > config.stat().st_mtime]
+    written = [p.resolve() for p in tmp_path.rglob("*")
+               if p.is_file() and before.get(p.resolve()) != p.stat().st_mtime_ns]
     outside = [p for p in written if out.resolve() not in p.parents and archive.resolve() not in p.parents]
     assert outside == []
     assert (out / "courses" / "etc.json").is_file()  # '../../etc' made safe
@@ -106,3 +108,128 @@ def test_unwritable_output_folder_is_reported_before_work(phi_archive, tmp_path)
     result = CliRunner().invoke(app, ["run", str(phi_archive), "--set", f"output_dir={blocker / 'out'}"])
     assert result.exit_code == 2
     assert "is not writable" in result.output
+
+
+# --- PS3.15 Basic Profile: a marker in every attribute it covers, searched for in every output ------------
+
+def _png_text(data: bytes) -> str:
+    """The text chunks of a PNG (tEXt as is, zTXt and iTXt decompressed): metadata a viewer shows."""
+    import struct
+    import zlib
+
+    out, pos = [], 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt":
+            out.append(body.decode("latin-1"))
+        elif kind == b"zTXt":
+            key, _, rest = body.partition(b"\0")
+            out.append(key.decode("latin-1") + " " + zlib.decompress(rest[1:]).decode("latin-1"))
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            compressed, rest = rest[0], rest[2:]
+            _, _, rest = rest.partition(b"\0")  # language tag
+            _, _, text = rest.partition(b"\0")  # translated keyword
+            out.append(key.decode("latin-1") + " " + (zlib.decompress(text) if compressed else text).decode("utf-8"))
+        pos += 12 + length
+    return "\n".join(out)
+
+
+def _readable_text(path: Path) -> str:
+    """What a file says, however it stores it: raw bytes, plus gzip, Parquet, SQLite and PNG text decoded."""
+    import gzip
+    import sqlite3
+
+    data = path.read_bytes()
+    parts = [data.decode("latin-1")]
+    if data[:2] == b"\x1f\x8b":
+        parts.append(gzip.decompress(data).decode("latin-1"))
+    elif data[:4] == b"PAR1":
+        import pyarrow.parquet as pq
+
+        parts.append(str(pq.read_table(path).to_pylist()))
+    elif data[:16] == b"SQLite format 3\0":
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            parts.append("\n".join(db.iterdump()))
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        parts.append(_png_text(data))
+    return "\n".join(parts)
+
+
+def _markers_found(out: Path, console: str, markers: dict[str, str]) -> dict[str, list[str]]:
+    """Marker -> the files (and 'console') where it stands as a whole word."""
+    import re
+
+    pattern = re.compile(r"\b(ZQMK\d{4})\b")
+    found: dict[str, list[str]] = {}
+    texts = {str(p.relative_to(out)): _readable_text(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    texts["console"] = console
+    for name, text in texts.items():
+        for word in set(pattern.findall(text)):
+            found.setdefault(word, []).append(name)
+    unknown = set(found) - set(markers)
+    assert not unknown, f"the scan found words it did not plant: {unknown}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def marker_archive(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    from tests.data_factory import write_marker_archive
+
+    return write_marker_archive(tmp_path_factory.mktemp("markers"))
+
+
+def _run(config: Path, out: Path, *settings: str) -> str:
+    args = ["run", str(config), "--set", f"output_dir={out}", "--set", "outputs.dicom=true"]
+    for s in settings:
+        args += ["--set", s]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "dicom").rglob("*.dcm"))) == 12  # SEG + SR for 2 patients x 3 time points
+    return result.output
+
+
+def test_no_basic_profile_attribute_reaches_any_output(marker_archive, tmp_path):
+    """Every text attribute of PS3.15 Table E.1-1 holds a marker in the sources (top level, nested, private);
+    no marker appears in any file the run writes (CSV, JSON, HTML, PNG metadata, SQLite, Parquet, DICOM)."""
+    config, markers = marker_archive
+    out = tmp_path / "out"
+    console = _run(config, out)
+    found = _markers_found(out, console, markers)
+    assert found == {}, {markers[w]: where for w, where in found.items()}
+
+
+def test_keep_identifiers_keeps_them_so_the_scan_can_see_them(marker_archive, tmp_path):
+    """The same scan on a run told to keep identifiers: the source's patient and study attributes are in its
+    DICOM objects (and only there), so the test above would see a leak."""
+    config, markers = marker_archive
+    out = tmp_path / "out"
+    found = _markers_found(out, _run(config, out, "privacy.keep_identifiers=true"), markers)
+    where = {markers[w] for w in found}
+    assert {"PatientName", "AccessionNumber", "ReferringPhysicianName", "StudyDescription", "StudyID"} <= where, where
+    assert all(f.startswith("dicom/") for files in found.values() for f in files), found
+
+
+def test_pseudonymised_run_shows_no_identifier_and_no_source_uid(marker_archive, tmp_path, monkeypatch):
+    """With privacy.pseudonymise, the patient id and every source UID are replaced too (keyed, consistent)."""
+    import re
+
+    config, markers = marker_archive
+    monkeypatch.setenv("TR_KEY", KEY)
+    out = tmp_path / "out"
+    console = _run(config, out, "privacy.pseudonymise=true", "privacy.key_env=TR_KEY")
+    assert _markers_found(out, console, markers) == {}
+    source_uids = set()
+    for f in config.parent.rglob("dicom/*"):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        source_uids |= {ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.FrameOfReferenceUID}
+    text = "\n".join(_readable_text(p) for p in out.rglob("*") if p.is_file()) + console
+    assert not {u for u in source_uids if re.search(rf"(?<![\d.]){re.escape(u)}(?![\d.])", text)}
+    assert "MINI01" not in text and "MINI02" not in text
+    # the objects still reference each other: the SR's SEG reference is the SEG's (pseudonymous) instance UID
+    for folder in {p.parent for p in (out / "dicom").rglob("*.dcm")}:
+        seg = pydicom.dcmread(folder / "lesions-seg.dcm", stop_before_pixels=True)
+        sr = pydicom.dcmread(folder / "measurements-sr.dcm")
+        assert seg.SOPInstanceUID in str(sr.CurrentRequestedProcedureEvidenceSequence)
+        assert sr.PatientIdentityRemoved == "YES"
