@@ -233,3 +233,58 @@ def test_pseudonymised_run_shows_no_identifier_and_no_source_uid(marker_archive,
         sr = pydicom.dcmread(folder / "measurements-sr.dcm")
         assert seg.SOPInstanceUID in str(sr.CurrentRequestedProcedureEvidenceSequence)
         assert sr.PatientIdentityRemoved == "YES"
+
+
+def test_free_text_disclosure_is_whole_word_and_idempotent():
+    anon = Pseudonymiser(PrivacyConfig(pseudonymise=True, key=KEY))
+    anon.register(["P1", "P10"])
+    text = "patient P1 and P10 (not XP1, not P1X); /data/P1/2024-01-02; series 1.2.840.113619.2.55.3.1234 v3.1.4"
+    once = anon.text(text)
+    assert anon.patient("P1") in once and anon.patient("P10") in once
+    assert "XP1" in once and "P1X" in once and "v3.1.4" in once  # other words and version numbers untouched
+    assert "1.2.840.113619.2.55.3.1234" not in once and anon.uid("1.2.840.113619.2.55.3.1234") in once
+    assert anon.text(once) == once  # a message disclosed by one writer and logged by another: the same
+    plain = Pseudonymiser(PrivacyConfig())
+    plain.register(["P1"])
+    assert plain.text(text) == text and plain.row({"patient_id": "P1", "series_uid": "1.2.3.4.5"})["patient_id"] == "P1"
+
+
+def test_deidentify_dicom_cleans_every_nesting_level_and_keeps_what_its_options_say():
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+
+    from pipelines.privacy import deidentify_dicom
+
+    def item(level: int) -> Dataset:
+        ds = Dataset()
+        ds.InstitutionName = f"HOSPITAL{level}"
+        ds.OperatorsName = f"OPERATOR{level}"
+        ds.ReferencedSOPInstanceUID = f"1.2.3.4.5.{level}"
+        ds.add_new(0x00110010, "LO", "PRIVATE CREATOR")
+        ds.add_new(0x00111001, "LO", f"PRIVATE{level}")
+        return ds
+
+    ds = item(0)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.99"
+    ds.SOPInstanceUID = "1.2.3.4.5.99"
+    ds.StudyDate, ds.ContentTime, ds.PatientBirthDate = "20240102", "101500", "19561203"
+    ds.PatientName, ds.PatientID, ds.SeriesDescription = "SMITH^JOHN", "MRN123", "Lesions (tumor-response)"
+    ds.StudyDescription = "CT for SMITH"
+    level1 = item(1)
+    level1.ContentSequence = Sequence([item(2)])  # cleaned, not replaced (Clean Structured Content)
+    ds.ContributingEquipmentSequence = Sequence([level1])
+    anon = Pseudonymiser(PrivacyConfig(pseudonymise=True, key=KEY))
+    deidentify_dicom(ds, patient_id="anon-1", uid=anon.uid, identity_removed=True,
+                     own_descriptors=("SeriesDescription",))
+    text = str(ds) + str(ds.file_meta)
+    for word in ("HOSPITAL", "OPERATOR", "PRIVATE", "SMITH", "MRN123", "19561203", "1.2.3.4.5."):
+        assert word not in text, word
+    assert (ds.StudyDate, ds.ContentTime, ds.PatientBirthDate) == ("20240102", "101500", "")
+    assert ds.SeriesDescription == "Lesions (tumor-response)" and "StudyDescription" not in ds
+    deep = ds.ContributingEquipmentSequence[0].ContentSequence[0]
+    assert deep.ReferencedSOPInstanceUID == anon.uid("1.2.3.4.5.2")  # the same map at every level
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == anon.uid("1.2.3.4.5.99")
+    assert (ds.PatientName, ds.PatientID, ds.PatientIdentityRemoved) == ("anon-1^", "anon-1", "YES")
+    codes = [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113106", "113104", "113105"]  # no 113110: the UIDs were replaced
