@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ from imaging.io.dicom import DicomHeader, read_header
 from imaging.io.errors import GeometryError, SeriesError
 from imaging.io.geometry import LoadedVolume
 from imaging.io.grouping import SeriesInfo, split_volumes
+from imaging.io.mosaic import cut_tile
 from imaging.io.pixels import read_stored
 from imaging.io.stack import SliceRef, StackPlan, TiltPolicy, plan_stack, slices_of
 
@@ -88,14 +90,49 @@ def _output_dtype(plan: StackPlan) -> np.dtype:
     return np.dtype(np.int16)
 
 
+class _SliceReader:
+    """Stored values of one slice: a file, a frame, or a tile of a Siemens mosaic (each mosaic read once)."""
+
+    def __init__(self) -> None:
+        self._mosaics: dict[Path, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, ref: SliceRef) -> np.ndarray:
+        if ref.tile is None or ref.mosaic is None:
+            return read_stored(ref.header, ref.frame)
+        path = ref.header.path
+        with self._lock:
+            mosaic = self._mosaics.get(path)
+            if mosaic is None:
+                mosaic = read_stored(ref.header, None)
+                if mosaic.shape[:2] != (ref.header.rows, ref.header.columns):
+                    raise SeriesError(f"{path}: mosaic pixel array {mosaic.shape}, header says {ref.header.rows}x{ref.header.columns}")
+                self._mosaics[path] = mosaic
+        return cut_tile(mosaic, ref.mosaic, ref.tile)
+
+
+def _repeats_hint(plan: StackPlan) -> str:
+    """When every position holds the same number of slices: say that this looks like an unlabelled 4-D series."""
+    counts = {len(slot) for slot in plan.slots}
+    if len(plan.slots) < 2 or len(counts) != 1 or min(counts) < 2:
+        return ""
+    k = counts.pop()
+    return (
+        f" (every one of the {len(plan.slots)} positions holds {k} slices: {k} volumes of a 4-D series, e.g. fMRI, "
+        "with nothing in the headers - TemporalPositionIdentifier, AcquisitionNumber, TriggerTime, ImageType - "
+        "that tells them apart; refused rather than guessing the volumes from InstanceNumber or file order)"
+    )
+
+
 def _fill(plan: StackPlan, out: np.ndarray, workers: int) -> list[str]:
     """Read every slot's slice(s) into ``out[k]``; returns the names of dropped identical duplicates."""
     rows, cols = out.shape[1], out.shape[2]
+    read = _SliceReader()
 
     def job(k: int) -> list[tuple[str, str]]:
         refs = plan.slots[k]
         first = refs[0]
-        raw = read_stored(first.header, first.frame)
+        raw = read(first)
         if raw.shape != (rows, cols):
             if raw.ndim == 3:
                 raise SeriesError(
@@ -107,7 +144,7 @@ def _fill(plan: StackPlan, out: np.ndarray, workers: int) -> list[str]:
         _store(raw, first, out[k])
         dropped = []
         for other in refs[1:]:
-            raw2 = read_stored(other.header, other.frame)
+            raw2 = read(other)
             same = raw2.shape == (rows, cols)
             if same:
                 tmp = np.empty_like(out[k])
@@ -116,7 +153,7 @@ def _fill(plan: StackPlan, out: np.ndarray, workers: int) -> list[str]:
             if not same:
                 raise GeometryError(
                     f"{plan.label}: duplicate slice position with different pixel data: {first.name} and "
-                    f"{other.name} are at the same position; refused rather than choosing one"
+                    f"{other.name} are at the same position; refused rather than choosing one" + _repeats_hint(plan)
                 )
             dropped.append((other.name, first.name))
         return dropped
@@ -137,16 +174,15 @@ def _fill(plan: StackPlan, out: np.ndarray, workers: int) -> list[str]:
     ]
 
 
-def _resample_sheared(plan: StackPlan, stack: np.ndarray, dtype: np.dtype) -> tuple[sitk.Image, np.ndarray]:
-    """Shift each slice in-plane onto the widened orthogonal grid (bilinear)."""
+def _resample_sheared(plan: StackPlan, stack: np.ndarray, dtype: np.dtype, out: np.ndarray) -> None:
+    """Shift each slice in-plane onto the widened orthogonal grid (bilinear), into ``out`` (acquired slices, y, x)."""
     from scipy import ndimage
 
     assert plan.shift_px is not None
-    nx, ny, nz = plan.size
-    image, out = _new_image(plan.size, dtype)
+    ny, nx = out.shape[1], out.shape[2]
     fill = float(stack.min())
     work = np.empty((ny, nx), dtype=np.float32)
-    for k in range(nz):
+    for k in range(stack.shape[0]):
         sx, sy = plan.shift_px[k]
         ndimage.affine_transform(
             stack[k].astype(np.float32, copy=False), matrix=[1.0, 1.0], offset=(-sy, -sx),
@@ -157,7 +193,29 @@ def _resample_sheared(plan: StackPlan, stack: np.ndarray, dtype: np.dtype) -> tu
         else:
             np.rint(work, out=work)
             out[k] = work
-    return image, out
+
+
+def _resample_along_normal(plan: StackPlan, stack: np.ndarray, dtype: np.dtype, out: np.ndarray) -> None:
+    """Linear interpolation between the acquired slices (variable spacing) onto the regular output slices."""
+    assert plan.slice_positions_mm is not None
+    z = np.asarray(plan.slice_positions_mm, dtype=float)
+    spacing = plan.spacing_mm[2]
+    work = np.empty(stack.shape[1:], dtype=np.float32)
+    for j in range(out.shape[0]):
+        t = min(j * spacing, float(z[-1]))
+        i = int(np.clip(np.searchsorted(z, t, side="right") - 1, 0, len(z) - 2))
+        f = (t - z[i]) / (z[i + 1] - z[i])
+        if f <= 1e-9:
+            out[j] = stack[i]
+            continue
+        if f >= 1 - 1e-9:
+            out[j] = stack[i + 1]
+            continue
+        np.multiply(stack[i], np.float32(1.0 - f), out=work, casting="unsafe")
+        work += stack[i + 1] * np.float32(f)
+        if dtype.kind != "f":
+            np.rint(work, out=work)
+        out[j] = work
 
 
 def _describe_choice(volumes: list[tuple[str, str, list[SliceRef]]]) -> str:
@@ -264,15 +322,23 @@ def read_series(
         problems.append(f"RescaleSlope/RescaleIntercept vary between slices ({len(rescales)} pairs); applied slice by slice")
 
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    nx_in, ny_in = int(first.columns or 0), int(first.rows or 0)
+    nx_in, ny_in = int(members[0].columns or 0), int(members[0].rows or 0)  # a mosaic's tile, not the whole mosaic
     dtype = _output_dtype(plan)
     for _attempt in range(3):
         try:
-            if plan.resampled:
+            if plan.resampled or plan.slice_positions_mm is not None:
                 stack = np.empty((plan.n_slices, ny_in, nx_in), dtype=dtype)
                 problems_fill = _fill(plan, stack, n_workers)
-                image, _ = _resample_sheared(plan, stack, dtype)
-                del stack
+                image, view = _new_image(plan.size, dtype)
+                if plan.slice_positions_mm is None:
+                    _resample_sheared(plan, stack, dtype, view)
+                else:
+                    if plan.resampled:
+                        shifted = np.empty((plan.n_slices, view.shape[1], view.shape[2]), dtype=dtype)
+                        _resample_sheared(plan, stack, dtype, shifted)
+                        stack = shifted
+                    _resample_along_normal(plan, stack, dtype, view)
+                del stack, view
             else:
                 image, view = _new_image(plan.size, dtype)
                 problems_fill = _fill(plan, view, n_workers)

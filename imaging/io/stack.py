@@ -9,9 +9,23 @@ data, so the crawl (``tumor-response index``) and the loader
 Checks, in order: every slice has ImageOrientationPatient, ImagePositionPatient
 and PixelSpacing; one image size; one orientation; one pixel spacing; row and
 column cosines orthogonal; slices sorted by ImagePositionPatient projected on
-the normal (row cosine x column cosine); duplicate positions; missing slices
-and non-uniform spacing; in-plane drift of the slice origins (a sheared stack,
-as a CT gantry tilt produces).
+the normal (row cosine x column cosine); duplicate positions; missing slices,
+variable spacing by design and irregular spacing (:func:`classify_spacing`);
+in-plane drift of the slice origins (a sheared stack, as a CT gantry tilt
+produces).
+
+Siemens mosaics (:mod:`imaging.io.mosaic`) contribute one slice per tile,
+each at its own position, so they go through the same checks.
+
+Spacing policy: a missing slice (a lone gap, or a stretch of wider gaps,
+more than 1.5 times the regular spacing around it) and irregular spacing are
+refused with the spacings found. Spacing that varies by design (regular runs
+of different spacings, as a CT head protocol with thin posterior fossa and
+thick supratentorial slices) is resampled along the normal, by linear
+interpolation, onto a regular grid from the first to the last acquired slice
+at the smallest spacing (at most twice the acquired slice count, as dcm2niix's
+equidistant conversion), and a problem of the volume says so with the
+spacings.
 
 Tilt policy: a stack whose slice origins drift in-plane along a straight line
 (a constant shear: the signature of a gantry tilt) by more than a tenth of a
@@ -26,7 +40,7 @@ sheared stack.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -34,6 +48,7 @@ import numpy as np
 from imaging.io.dicom import DicomHeader
 from imaging.io.errors import GeometryError, ImagingError, SeriesError
 from imaging.io.geometry import Geometry
+from imaging.io.mosaic import MosaicError, MosaicLayout, is_mosaic, mosaic_layout
 
 #: Positions closer than this along the normal are the same slice (mm).
 DUPLICATE_TOLERANCE_MM = 1e-3
@@ -71,18 +86,25 @@ class SliceRef:
     stack_id: str | None
     b_value: float | None
     diffusion_direction: tuple[float, float, float] | None
+    #: For a tile of a Siemens mosaic: its 0-based index and the mosaic's layout (:mod:`imaging.io.mosaic`).
+    tile: int | None = None
+    mosaic: MosaicLayout | None = None
+    #: A mosaic whose layout cannot be worked out: why (the plan refuses the volume with it).
+    mosaic_error: str | None = None
 
     @property
     def rows(self) -> int | None:
-        return self.header.rows
+        return self.mosaic.tile_rows if self.mosaic is not None else self.header.rows
 
     @property
     def columns(self) -> int | None:
-        return self.header.columns
+        return self.mosaic.tile_columns if self.mosaic is not None else self.header.columns
 
     @property
     def name(self) -> str:
-        """The file name, with the frame number (1-based, as DICOM counts) for a multi-frame file."""
+        """The file name, with the frame number (1-based, as DICOM counts) for a multi-frame file or the tile of a mosaic."""
+        if self.tile is not None:
+            return f"{self.header.path.name}[tile {self.tile + 1}]"
         return self.header.path.name if self.frame is None else f"{self.header.path.name}[frame {self.frame + 1}]"
 
 
@@ -93,14 +115,23 @@ def slices_of(header: DicomHeader) -> list[SliceRef]:
         echo = ("n", float(h.echo_number)) if h.echo_number is not None else (
             ("te", h.echo_time_ms) if h.echo_time_ms is not None else None
         )
+        ref = SliceRef(
+            header=h, frame=None, position_lps=h.position_lps, orientation=h.orientation,
+            pixel_spacing_mm=h.pixel_spacing_mm, slice_thickness_mm=h.slice_thickness_mm,
+            rescale_slope=h.rescale_slope, rescale_intercept=h.rescale_intercept, echo=echo,
+            temporal_position=h.temporal_position, stack_id=None, b_value=h.b_value,
+            diffusion_direction=h.diffusion_direction,
+        )
+        if not is_mosaic(h):
+            return [ref]
+        # A Siemens mosaic: one slice per tile, each at its own position (never the mosaic's corner).
+        try:
+            layout = mosaic_layout(h)
+        except MosaicError as exc:
+            return [replace(ref, mosaic_error=str(exc))]
         return [
-            SliceRef(
-                header=h, frame=None, position_lps=h.position_lps, orientation=h.orientation,
-                pixel_spacing_mm=h.pixel_spacing_mm, slice_thickness_mm=h.slice_thickness_mm,
-                rescale_slope=h.rescale_slope, rescale_intercept=h.rescale_intercept, echo=echo,
-                temporal_position=h.temporal_position, stack_id=None, b_value=h.b_value,
-                diffusion_direction=h.diffusion_direction,
-            )
+            replace(ref, position_lps=layout.tile_position_lps(k), tile=k, mosaic=layout)
+            for k in range(layout.n_tiles)
         ]
     return [
         SliceRef(
@@ -142,6 +173,9 @@ class StackPlan:
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     shift_px: np.ndarray | None = None
     tilt_deg: float = 0.0
+    #: Variable slice spacing by design: the acquired slices' positions along the normal, mm from the first
+    #: (the output grid is ``size[2]`` slices ``spacing_mm[2]`` apart from the first); ``None`` when regular.
+    slice_positions_mm: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     error_type: type[ImagingError] = GeometryError
@@ -156,7 +190,14 @@ class StackPlan:
 
     @property
     def n_slices(self) -> int:
+        """Acquired slices (positions); the output grid has ``size[2]``, more when the spacing varied."""
         return len(self.slots)
+
+    @property
+    def output_slices(self) -> int:
+        if self.slice_positions_mm is None:
+            return len(self.slots)
+        return variable_spacing_grid(np.diff(self.slice_positions_mm), len(self.slots))[0]
 
     @property
     def geometry(self) -> Geometry:
@@ -200,6 +241,8 @@ def plan_stack(slices: list[SliceRef], label: str, *, tilt: TiltPolicy = "resamp
         return plan.fail("no image slices", SeriesError)
     first = slices[0]
     for s in slices:
+        if s.mosaic_error:
+            return plan.fail(s.mosaic_error)
         missing = [
             name
             for name, value in (
@@ -285,23 +328,37 @@ def plan_stack(slices: list[SliceRef], label: str, *, tilt: TiltPolicy = "resamp
         tol = max(SPACING_RELATIVE_TOLERANCE * median, SPACING_ABSOLUTE_TOLERANCE_MM)
         bad = np.nonzero(np.abs(gaps - median) > tol)[0]
         if bad.size:
-            holes = [int(i) for i in bad if gaps[i] > 1.5 * median]
-            if holes:
-                i = holes[0]
+            spacing = classify_spacing(gaps)
+            if spacing.holes:
+                i = spacing.holes[0]
                 return plan.fail(
                     (f"{duplicates}, and " if duplicates else "")
                     + f"missing slice(s): gap of {gaps[i]:.3f} mm between positions {zs[i]:.3f} and "
-                    f"{zs[i + 1]:.3f} mm (median spacing {median:.3f} mm; {len(holes)} gap(s) in all; "
-                    f"slice spacings found: {_spacings_text(gaps)})"
+                    f"{zs[i + 1]:.3f} mm (regular spacing {spacing.around_hole_mm:.3f} mm around it; "
+                    f"{len(spacing.holes)} gap(s) in all; slice spacings found: {_spacings_text(gaps)}); "
+                    "find the missing file(s) or load the complete export"
                 )
-            return plan.fail(
-                (f"{duplicates}, and " if duplicates else "")
-                + f"non-uniform slice spacing: {_spacings_text(gaps)} mm "
-                f"(median {median:.3f} mm, tolerance {tol:.3f} mm)"
+            if not spacing.by_design:
+                return plan.fail(
+                    (f"{duplicates}, and " if duplicates else "")
+                    + f"non-uniform slice spacing: {_spacings_text(gaps)} mm "
+                    f"(median {median:.3f} mm, tolerance {tol:.3f} mm)"
+                )
+            # Variable spacing by design: resampled along the normal onto a regular grid (series.py).
+            plan.slice_positions_mm = zs - zs[0]
+            n_out, slice_spacing = variable_spacing_grid(gaps, nz)
+            capped = slice_spacing > float(np.min(gaps)) + 1e-6
+            plan.problems.append(
+                f"variable slice spacing by design ({spacing.describe()}): resampled onto a regular grid of "
+                f"{n_out} slices {slice_spacing:.4f} mm apart ("
+                + (f"twice the {nz} acquired slices: the smallest spacing, {float(np.min(gaps)):.3f} mm, would make more"
+                   if capped else "the smallest spacing")
+                + "; first and last acquired slices kept) by linear interpolation along the slice normal"
             )
-        # Least-squares slope: jitter in written positions does not accumulate along the stack.
-        k = np.arange(nz, dtype=float)
-        slice_spacing = float(np.polyfit(k, zs, 1)[0])
+        else:
+            # Least-squares slope: jitter in written positions does not accumulate along the stack.
+            k = np.arange(nz, dtype=float)
+            slice_spacing = float(np.polyfit(k, zs, 1)[0])
 
     # In-plane drift of slice origins: zero for an orthogonal stack, linear for a gantry tilt.
     offsets = pos - pos[0] - np.outer(zs - zs[0], normal)
@@ -344,11 +401,11 @@ def plan_stack(slices: list[SliceRef], label: str, *, tilt: TiltPolicy = "resamp
                 "so no acquired pixel is lost; voxels outside every slice hold the volume's minimum)"
             )
             plan.shift_px = shift_px
-            plan.size = (nx + extra_x, ny + extra_y, nz)
+            plan.size = (nx + extra_x, ny + extra_y, plan.output_slices)
             plan.origin_lps = tuple(float(v) for v in origin)  # type: ignore[assignment]
             plan.spacing_mm = (col_spacing, row_spacing, slice_spacing)
             return plan
-    plan.size = (nx, ny, nz)
+    plan.size = (nx, ny, plan.output_slices)
     plan.origin_lps = tuple(float(v) for v in pos[0])  # type: ignore[assignment]
     plan.spacing_mm = (col_spacing, row_spacing, slice_spacing)
     return plan
@@ -359,3 +416,126 @@ def _spacings_text(gaps: np.ndarray) -> str:
     if len(values) > 8:
         return f"{len(values)} distinct values from {values[0]} to {values[-1]}"
     return str(values)
+
+
+@dataclass
+class SpacingPattern:
+    """How the gaps between consecutive slices of a stack vary (:func:`classify_spacing`).
+
+    Attributes
+    ----------
+    runs
+        (spacing in mm, number of consecutive gaps) in stack order.
+    holes
+        Indices of gaps that are missing slices: a lone gap more than 1.5x the
+        spacing around it.
+    around_hole_mm
+        The spacing around the first hole.
+    by_design
+        True when the stack is made of regular runs of different spacings
+        (two or more runs of at least two gaps, lone gaps only as the
+        transition between two runs of different spacing, no hole): variable
+        slice spacing by design, as a CT head protocol with thin posterior
+        fossa and thick supratentorial slices.
+    """
+
+    runs: list[tuple[float, int]]
+    holes: list[int] = field(default_factory=list)
+    around_hole_mm: float = 0.0
+    by_design: bool = False
+
+    def describe(self) -> str:
+        """E.g. ``"13 x 4.002 mm, 1 x 1.081 mm, 13 x 6.999 mm"`` (the runs in stack order)."""
+        return ", ".join(f"{n} x {v:.3f} mm" for v, n in self.runs)
+
+
+def _same_spacing(a: float, b: float) -> bool:
+    return abs(a - b) <= max(SPACING_RELATIVE_TOLERANCE * max(a, b), SPACING_ABSOLUTE_TOLERANCE_MM)
+
+
+def classify_spacing(gaps: np.ndarray) -> SpacingPattern:
+    """Tell missing slices from variable slice spacing by design (and both from an irregular stack).
+
+    Consecutive gaps equal within max(1 %, 0.01 mm) form a run. A lone gap
+    (a run of one) next to a run of at least two gaps, inside one regular
+    spacing or at an end of the stack, that is more than 1.5 times that
+    spacing is a missing slice (or several); one that is not, or one with no
+    run of two or more beside it, is an irregularity. A longer run of gaps
+    more than 1.5 times the spacing on both its sides, when that spacing is
+    the same on both sides, is missing slices too (every other slice lost
+    over a stretch): a design changes spacing between zones, it does not
+    come back to the spacing it left after a few wider gaps. A lone gap between two runs of
+    different spacings is the transition between them. The stack has
+    variable spacing by design when it has no hole and no irregularity and
+    at least two runs of two or more gaps with different spacings.
+
+    Parameters
+    ----------
+    gaps
+        Distances between consecutive slices along the normal, mm, in stack order.
+
+    Returns
+    -------
+    SpacingPattern
+    """
+    runs: list[list[float]] = []
+    for g in (float(v) for v in gaps):
+        if runs and _same_spacing(g, float(np.mean(runs[-1]))):
+            runs[-1].append(g)
+        else:
+            runs.append([g])
+    values = [float(np.mean(r)) for r in runs]
+    pattern = SpacingPattern(runs=[(v, len(r)) for v, r in zip(values, runs)])
+    irregular = False
+    starts = np.cumsum([0] + [len(r) for r in runs])
+    for j, run in enumerate(runs):
+        if len(run) > 1 and 0 < j < len(runs) - 1:
+            # A run of wider gaps inside one regular spacing (it resumes after it): slices lost, not a design.
+            before, after = values[j - 1], values[j + 1]
+            if _same_spacing(before, after) and values[j] > 1.5 * max(before, after):
+                if not pattern.holes:
+                    pattern.around_hole_mm = float(np.mean([before, after]))
+                pattern.holes.extend(range(int(starts[j]), int(starts[j + 1])))
+            continue
+        if len(run) > 1 or len(runs) == 1:
+            continue
+        before = values[j - 1] if j > 0 else None
+        after = values[j + 1] if j + 1 < len(runs) else None
+        if not any(0 <= i < len(runs) and len(runs[i]) >= 2 for i in (j - 1, j + 1)):
+            irregular = True  # no regular spacing around it to measure it against
+            continue
+        neighbours = [v for v in (before, after) if v is not None]
+        transition = before is not None and after is not None and not _same_spacing(before, after)
+        reference = max(neighbours) if transition else float(np.mean(neighbours))
+        if values[j] > 1.5 * reference:
+            if not pattern.holes:
+                pattern.around_hole_mm = reference
+            pattern.holes.append(int(starts[j]))
+        elif not transition:
+            irregular = True
+    long_values = [v for v, r in zip(values, runs) if len(r) >= 2]
+    distinct = []
+    for v in long_values:
+        if not any(_same_spacing(v, d) for d in distinct):
+            distinct.append(v)
+    pattern.by_design = not pattern.holes and not irregular and len(distinct) >= 2
+    return pattern
+
+
+#: A variable-spacing stack is resampled at its smallest spacing, but onto at most this many times its slices.
+MAX_RESAMPLE_FACTOR = 2
+
+
+def variable_spacing_grid(gaps: np.ndarray, n_acquired: int) -> tuple[int, float]:
+    """(slices, spacing in mm) of the regular grid a variable-spacing stack is resampled onto.
+
+    The grid runs from the first to the last acquired slice (both kept), at
+    the smallest spacing found or, when that would make more than
+    :data:`MAX_RESAMPLE_FACTOR` times the acquired slices, at that many
+    slices (as dcm2niix's equidistant conversion does).
+    """
+    extent = float(np.sum(gaps))
+    smallest = float(np.min(gaps))
+    n_out = int(math.ceil(extent / smallest - 1e-6)) + 1
+    n_out = max(2, min(n_out, MAX_RESAMPLE_FACTOR * n_acquired))
+    return n_out, extent / (n_out - 1)
