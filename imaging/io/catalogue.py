@@ -2,7 +2,8 @@
 
 One row per file under the archive root (path relative to the root, size,
 mtime in ns, and either the parsed header as JSON or the reason it was
-skipped), and one row per volume of the last index. A rerun of the crawl
+skipped; for a DICOM SEG or RTSTRUCT the JSON also holds its references and
+segments under ``"segmentation"``), and one row per volume of the last index. A rerun of the crawl
 re-reads only the files whose size or mtime changed, and forgets files that
 are gone. The file is an ordinary SQLite database: ``sqlite3 CATALOGUE
 'select volume_id, n_slices from volumes'`` works.
@@ -21,7 +22,9 @@ from imaging.io.errors import CatalogueError
 #: Default file name, created in the archive root unless another path is given.
 CATALOGUE_NAME = ".tumor-response-index.sqlite"
 #: Bump when the stored header format changes: older catalogues are then rebuilt.
-SCHEMA_VERSION = "1"
+#: 2: headers gained convolution_kernel, contrast_agent, body_part and content_datetime;
+#: the rows of DICOM SEG / RTSTRUCT files hold their references and segments ("segmentation").
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,9 +1,12 @@
 """Crawl an archive folder: every DICOM header at any depth, never pixel data.
 
 Non-DICOM files, DICOMDIRs and DICOM objects that are not image slices
-(structured reports, presentation states, RTSTRUCT, SEG, 2-D radiographs ...)
-are listed in :attr:`ScanResult.skipped` with the reason; one unreadable file
-never stops the crawl. With a catalogue (:mod:`imaging.io.catalogue`) a rerun
+(structured reports, presentation states, 2-D radiographs ...) are listed in
+:attr:`ScanResult.skipped` with the reason; one unreadable file never stops the
+crawl. DICOM SEG and RTSTRUCT objects are read into
+:attr:`ScanResult.segmentations` (their references and segments, see
+:mod:`imaging.io.segrefs`); they stay in ``skipped`` and ``non_image`` too, with
+a reason that says so (:attr:`ScanResult.skipped_other` leaves them out). With a catalogue (:mod:`imaging.io.catalogue`) a rerun
 re-reads only files whose size or mtime changed. Large crawls parse headers in
 a process pool (header parsing is pure Python, so threads would not help).
 """
@@ -20,8 +23,21 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from imaging.io.catalogue import CATALOGUE_NAME, Catalogue, FileRecord
-from imaging.io.dicom import DicomHeader, ScanResult, header_from_dict, header_to_dict, read_header
+from imaging.io.dicom import (
+    SEGMENTATION_SOP_CLASSES,
+    DicomHeader,
+    ScanResult,
+    header_from_dict,
+    header_to_dict,
+    read_header,
+)
 from imaging.io.errors import ArchiveError, DicomFileError
+from imaging.io.segrefs import (
+    SegmentationRef,
+    SegmentationRefError,
+    read_segmentation_ref,
+    segmentation_ref_from_dict,
+)
 
 #: Below this many files to parse, a process pool costs more than it saves: the lean header
 #: parser reads ~10,000 headers a second in one process, and starting workers that import
@@ -70,23 +86,39 @@ def _walk(
         yield path, st.st_size, st.st_mtime_ns
 
 
-def _read_one(path: Path) -> tuple[str, DicomHeader | str]:
+#: What the crawl makes of one file: ("dicom", header, segmentation) or ("skip", reason, None). For a SEG or
+#: RTSTRUCT, ``segmentation`` is its SegmentationRef or the reason it cannot be read; else None.
+_Outcome = tuple[str, "DicomHeader | str", "SegmentationRef | str | None"]
+
+
+def _without_path(path: Path, exc: Exception) -> str:
+    # Messages start with the path; the catalogue stores the reason alone.
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _read_one(path: Path) -> _Outcome:
     if path.name.upper() == "DICOMDIR":
-        return "skip", "DICOMDIR (a directory record, not an image)"
+        return "skip", "DICOMDIR (a directory record, not an image)", None
     try:
-        return "dicom", read_header(path)
+        header = read_header(path)
     except DicomFileError as exc:
-        # The message starts with the path; the catalogue stores the reason alone.
-        text = str(exc)
-        prefix = f"{path}: "
-        return "skip", text[len(prefix):] if text.startswith(prefix) else text
+        return "skip", _without_path(path, exc), None
+    segmentation: SegmentationRef | str | None = None
+    if header.is_segmentation:
+        try:
+            segmentation = read_segmentation_ref(path)
+        except SegmentationRefError as exc:
+            segmentation = _without_path(path, exc)
+    return "dicom", header, segmentation
 
 
-def _read_chunk(paths: list[Path]) -> list[tuple[str, DicomHeader | str]]:
+def _read_chunk(paths: list[Path]) -> list[_Outcome]:
     return [_read_one(p) for p in paths]
 
 
-def _read_many(paths: list[Path], workers: int) -> list[tuple[str, DicomHeader | str]]:
+def _read_many(paths: list[Path], workers: int) -> list[_Outcome]:
     if workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
         return [_read_one(p) for p in paths]
     chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
@@ -94,7 +126,7 @@ def _read_many(paths: list[Path], workers: int) -> list[tuple[str, DicomHeader |
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            out: list[tuple[str, DicomHeader | str]] = []
+            out: list[_Outcome] = []
             for part in pool.map(_read_chunk, chunks):
                 out.extend(part)
         return out
@@ -132,7 +164,9 @@ def scan_archive(
     ScanResult
         ``headers`` of image files, ``skipped`` (path, reason) for the rest,
         and the counts of files seen, parsed and taken from the catalogue.
-        Non-image DICOM objects are skipped with their SOP class named.
+        Non-image DICOM objects are skipped with their SOP class named. DICOM
+        SEG and RTSTRUCT objects are also read into ``segmentations`` (sorted by
+        path; one whose references cannot be read is skipped with the reason).
 
     Raises
     ------
@@ -156,18 +190,14 @@ def scan_archive(
     cat = Catalogue(Path(catalogue), root) if catalogue is not None else None
     try:
         known = cat.records() if cat else {}
-        outcome: dict[Path, tuple[str, DicomHeader | str]] = {}
+        outcome: dict[Path, _Outcome] = {}
         to_read: list[tuple[Path, str, int, int]] = []
         for path, size, mtime in entries:
             rel = path.relative_to(root).as_posix()
             rec = known.get(rel)
-            if rec is not None and rec.size == size and rec.mtime_ns == mtime:
-                if rec.kind == "dicom":
-                    d = json.loads(rec.payload)
-                    d["path"] = str(root / rel)
-                    outcome[path] = ("dicom", header_from_dict(d))
-                else:
-                    outcome[path] = ("skip", rec.payload)
+            cached = _from_record(rec, root / rel) if rec is not None and rec.size == size and rec.mtime_ns == mtime else None
+            if cached is not None:
+                outcome[path] = cached
                 result.n_cached += 1
             else:
                 to_read.append((path, rel, size, mtime))
@@ -176,16 +206,10 @@ def scan_archive(
         fresh = _read_many([p for p, _, _, _ in to_read], n_workers)
         result.n_read = len(fresh)
         changed: list[tuple[str, FileRecord]] = []
-        for (path, rel, size, mtime), (kind, value) in zip(to_read, fresh):
-            outcome[path] = (kind, value)
+        for (path, rel, size, mtime), one in zip(to_read, fresh):
+            outcome[path] = one
             if cat is not None:
-                if kind == "dicom":
-                    d = header_to_dict(value)  # type: ignore[arg-type]
-                    d["path"] = rel
-                    payload = json.dumps(d, separators=(",", ":"))
-                else:
-                    payload = str(value)
-                changed.append((rel, FileRecord(size, mtime, kind, payload)))
+                changed.append((rel, FileRecord(size, mtime, one[0], _payload(one, rel))))
         if cat is not None:
             present = {p.relative_to(root).as_posix() for p, _, _ in entries}
             cat.update(changed, [p for p in known if p not in present])
@@ -195,7 +219,7 @@ def scan_archive(
             cat.close()
 
     for path, _, _ in entries:
-        kind, value = outcome[path]
+        kind, value, segmentation = outcome[path]
         if kind == "skip":
             result.skipped.append((path, str(value)))
             continue
@@ -204,7 +228,49 @@ def scan_archive(
         reason = header.not_image_reason
         if reason is None:
             result.headers.append(header)
-        else:
-            result.skipped.append((path, reason))
-            result.non_image.append(header)
+            continue
+        if isinstance(segmentation, SegmentationRef):
+            result.segmentations.append(segmentation)
+            reason = f"segmentation (DICOM {segmentation.kind}), listed among the segmentations, not an image slice"
+        elif isinstance(segmentation, str):
+            kind_name = SEGMENTATION_SOP_CLASSES[header.sop_class_uid]
+            reason = f"DICOM {kind_name} whose references cannot be read ({segmentation})"
+        result.skipped.append((path, reason))
+        result.non_image.append(header)
     return result
+
+
+def _payload(one: _Outcome, rel: str) -> str:
+    """The catalogue's text for one file: the reason it was skipped, or its header (and segmentation) as JSON."""
+    kind, value, segmentation = one
+    if kind != "dicom":
+        return str(value)
+    d = header_to_dict(value)  # type: ignore[arg-type]
+    d["path"] = rel
+    if isinstance(segmentation, SegmentationRef):
+        seg = segmentation.to_dict()
+        seg["path"] = rel
+        d["segmentation"] = seg
+    elif isinstance(segmentation, str):
+        d["segmentation_error"] = segmentation
+    return json.dumps(d, separators=(",", ":"))
+
+
+def _from_record(rec: FileRecord, path: Path) -> _Outcome | None:
+    """A file's outcome from its catalogue row; None when the row lacks something (the file is read again)."""
+    if rec.kind != "dicom":
+        return "skip", rec.payload, None
+    d = json.loads(rec.payload)
+    seg_dict, seg_error = d.pop("segmentation", None), d.pop("segmentation_error", None)
+    d["path"] = str(path)
+    header = header_from_dict(d)
+    segmentation: SegmentationRef | str | None = None
+    if header.is_segmentation:
+        if seg_dict is not None:
+            seg_dict["path"] = str(path)
+            segmentation = segmentation_ref_from_dict(seg_dict)
+        elif seg_error is not None:
+            segmentation = str(seg_error)
+        else:
+            return None
+    return "dicom", header, segmentation

@@ -15,17 +15,21 @@ re-exported here for code written against the first version of this module.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import struct
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from imaging.io.errors import DicomFileError
+
+if TYPE_CHECKING:
+    from imaging.io.segrefs import SegmentationRef
 
 #: Image storage SOP classes whose instances can be slices (or frames) of a volume.
 IMAGE_SOP_CLASSES = {
@@ -73,6 +77,14 @@ OTHER_SOP_CLASSES = {
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 DICOMDIR_STORAGE = "1.2.840.10008.1.3.10"
+#: The segmentation objects the crawl reads into :attr:`ScanResult.segmentations`.
+SEGMENTATION_SOP_CLASSES = {SEG_STORAGE: "SEG", RTSTRUCT_STORAGE: "RTSTRUCT"}
+
+#: A slice normal within this angle (degrees) of a patient axis names the plane (axial: S-I,
+#: coronal: A-P, sagittal: L-R); further from every axis, the plane is "oblique". 15 degrees
+#: keeps the usual small angulations (a gantry tilt, an axial brain MR angled a little along
+#: the AC-PC line) in their plane, and calls strongly angled acquisitions oblique.
+OBLIQUE_THRESHOLD_DEG = 15.0
 
 #: Transfer syntaxes whose pixel data the fast reader takes straight from the file.
 NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
@@ -153,6 +165,29 @@ class DicomHeader:
     diffusion_direction: tuple[float, float, float] | None = None
     spacing_between_slices_mm: float | None = None
     frames: tuple[FrameInfo, ...] = ()
+    # -- added for series selection and segmentation links (defaulted) --
+    #: ConvolutionKernel (CT; in enhanced objects from CTReconstructionSequence); values joined with "\\".
+    convolution_kernel: str = ""
+    #: ContrastBolusAgent (in enhanced objects: ContrastBolusAgentSequence's CodeMeaning); "" when absent.
+    contrast_agent: str = ""
+    #: BodyPartExamined.
+    body_part: str = ""
+    #: ContentDate + ContentTime (RTSTRUCT: StructureSetDate + StructureSetTime first), as
+    #: "YYYYMMDDHHMMSS[.ffffff]"; "" without a valid date (see :func:`dicom_datetime`).
+    content_datetime: str = ""
+
+    @property
+    def acquisition_plane(self) -> str:
+        """"axial", "coronal", "sagittal", "oblique" or "" (no orientation), see :func:`acquisition_plane`."""
+        orientation = self.orientation
+        if orientation is None and self.frames:
+            orientation = self.frames[0].orientation
+        return acquisition_plane(orientation)
+
+    @property
+    def is_segmentation(self) -> bool:
+        """True for a DICOM SEG or RTSTRUCT (read into :attr:`ScanResult.segmentations` by the crawl)."""
+        return self.sop_class_uid in SEGMENTATION_SOP_CLASSES
 
     @property
     def sop_class_name(self) -> str:
@@ -193,9 +228,13 @@ class ScanResult:
     """Headers of the DICOM files under a folder, and the files skipped with their reason.
 
     ``non_image`` keeps the headers of DICOM objects that are not image slices
-    (SEG, RTSTRUCT, SR ...; also listed in ``skipped``). ``n_read`` counts the
-    files parsed in this scan and ``n_cached`` those taken unchanged from the
-    catalogue (files whose size and mtime did not change).
+    (SEG, RTSTRUCT, SR ...; also listed in ``skipped``). ``segmentations`` holds
+    what the crawl read of each DICOM SEG and RTSTRUCT (its references, segments
+    and date, :class:`imaging.io.segrefs.SegmentationRef`); those files are also
+    in ``skipped`` and ``non_image`` (every file is in ``headers`` or ``skipped``),
+    with the reason "segmentation ...". :attr:`skipped_other` leaves them out.
+    ``n_read`` counts the files parsed in this scan and ``n_cached`` those taken
+    unchanged from the catalogue (files whose size and mtime did not change).
     """
 
     headers: list[DicomHeader] = field(default_factory=list)
@@ -205,6 +244,13 @@ class ScanResult:
     n_read: int = 0
     n_cached: int = 0
     catalogue: Path | None = None
+    segmentations: list[SegmentationRef] = field(default_factory=list)
+
+    @property
+    def skipped_other(self) -> list[tuple[Path, str]]:
+        """``skipped`` without the segmentations read into ``segmentations``: the files really left out."""
+        read = {s.path for s in self.segmentations}
+        return [(p, r) for p, r in self.skipped if p not in read]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +291,84 @@ def _float(value: object) -> float | None:
 def _int(value: object) -> int | None:
     f = _float(value)
     return int(f) if f is not None and f == int(f) else None
+
+
+def _joined(value: object) -> str:
+    """A (possibly multi-valued) text attribute as one string, values stripped and joined with a backslash."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        parts = [str(v) for v in value]  # type: ignore[union-attr]
+    else:
+        parts = str(value).split("\\")
+    parts = [p.strip() for p in parts]
+    while parts and not parts[-1]:
+        parts.pop()
+    return "\\".join(parts)
+
+
+def dicom_datetime(date: object, time: object) -> str:
+    """A DA and a TM value as one sortable text, ``"YYYYMMDDHHMMSS[.ffffff]"``.
+
+    A missing time counts as midnight; partial times (``HH``, ``HHMM``) are
+    padded with zeros and the ACR-NEMA colons removed. ``""`` when the date is
+    absent or not a valid ``YYYYMMDD`` date.
+
+    Examples
+    --------
+    >>> dicom_datetime("20240102", "093015.25")
+    '20240102093015.25'
+    >>> dicom_datetime("20240102", "")
+    '20240102000000'
+    """
+    if _parse_date(date) is None:
+        return ""
+    day = str(date).strip()[:8]
+    text = str(time or "").strip().replace(":", "")
+    whole, _, fraction = text.partition(".")
+    whole = whole[:6] if whole.isdigit() and len(whole) in (2, 4, 6) else ""
+    fraction = fraction[:6] if whole and fraction.isdigit() else ""
+    return day + whole.ljust(6, "0") + (f".{fraction}" if fraction else "")
+
+
+def content_datetime_of(ds: Any, sop_class_uid: str) -> str:
+    """ContentDate/Time, or for an RTSTRUCT StructureSetDate/Time first (each falls back to the other)."""
+    pairs = [("ContentDate", "ContentTime"), ("StructureSetDate", "StructureSetTime")]
+    if sop_class_uid == RTSTRUCT_STORAGE:
+        pairs.reverse()
+    for date_kw, time_kw in pairs:
+        value = dicom_datetime(ds.get(date_kw), ds.get(time_kw))
+        if value:
+            return value
+    return ""
+
+
+def acquisition_plane(orientation: tuple[float, ...] | None) -> str:
+    """The plane of a slice from its ImageOrientationPatient (row and column cosines, LPS).
+
+    Returns ``"axial"``, ``"coronal"`` or ``"sagittal"`` when the slice normal
+    (row x column) lies within :data:`OBLIQUE_THRESHOLD_DEG` of the S-I, A-P or
+    L-R axis, ``"oblique"`` when it is further from every axis, and ``""``
+    without a usable orientation.
+
+    Examples
+    --------
+    >>> acquisition_plane((1, 0, 0, 0, 1, 0))
+    'axial'
+    >>> acquisition_plane((1, 0, 0, 0, 0, -1))
+    'coronal'
+    """
+    if orientation is None or len(orientation) != 6:
+        return ""
+    r, c = orientation[:3], orientation[3:]
+    n = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    norm = math.sqrt(sum(v * v for v in n))
+    if not norm > 1e-6:
+        return ""
+    axis = max(range(3), key=lambda i: abs(n[i]))
+    if abs(n[axis]) / norm < math.cos(math.radians(OBLIQUE_THRESHOLD_DEG)):
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[axis]
 
 
 def _item(ds: Any, keyword: str) -> Any:
@@ -368,14 +492,19 @@ _FAST_TAGS: dict[int, tuple[str, str]] = {
     0x00080016: ("SOPClassUID", _S),
     0x00080018: ("SOPInstanceUID", _S),
     0x00080020: ("StudyDate", _S),
+    0x00080023: ("ContentDate", _S),
+    0x00080033: ("ContentTime", _S),
     0x00080060: ("Modality", _S),
     0x0008103E: ("SeriesDescription", _S),
     0x00100020: ("PatientID", _S),
+    0x00180010: ("ContrastBolusAgent", _S),
+    0x00180015: ("BodyPartExamined", _S),
     0x00180050: ("SliceThickness", _S),
     0x00180081: ("EchoTime", _S),
     0x00180086: ("EchoNumbers", _M),
     0x00180088: ("SpacingBetweenSlices", _S),
     0x00181060: ("TriggerTime", _S),
+    0x00181210: ("ConvolutionKernel", _M),
     0x00189087: ("DiffusionBValue", _FD),
     0x00189089: ("DiffusionGradientOrientation", _FD),
     0x0020000D: ("StudyInstanceUID", _S),
@@ -398,8 +527,11 @@ _FAST_TAGS: dict[int, tuple[str, str]] = {
     0x00280103: ("PixelRepresentation", _US),
     0x00281052: ("RescaleIntercept", _S),
     0x00281053: ("RescaleSlope", _S),
+    0x30060008: ("StructureSetDate", _S),
+    0x30060009: ("StructureSetTime", _S),
 }
-_TEXT_KEYWORDS = {"PatientID", "SeriesDescription"}
+#: Texts whose character set matters (bytes above 127 are decoded by SpecificCharacterSet).
+_TEXT_KEYWORDS = {"PatientID", "SeriesDescription", "ContrastBolusAgent", "ConvolutionKernel", "BodyPartExamined"}
 _FALLBACK_TAGS = {0x52009229, 0x52009230}  # functional groups: pydicom parses those
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
 _FAST_SYNTAXES = {
@@ -601,6 +733,29 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     return header
 
 
+def _enhanced_kernel(ds: Any) -> str:
+    """ConvolutionKernel of an enhanced CT object: CTReconstructionSequence, first frame's or shared."""
+    if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
+        return ""
+    per_frame = _item(ds, "PerFrameFunctionalGroupsSequence")
+    shared = _item(ds, "SharedFunctionalGroupsSequence")
+    return _joined(_group_value(per_frame, shared, "CTReconstructionSequence", "ConvolutionKernel"))
+
+
+def _enhanced_contrast(ds: Any) -> str:
+    """The agent of an enhanced object's ContrastBolusAgentSequence (CodeMeaning, else CodeValue).
+
+    Only for enhanced objects (which always go through pydicom), so that the
+    lean parser and pydicom agree on classic images.
+    """
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return ""
+    item = _item(ds, "ContrastBolusAgentSequence") if "ContrastBolusAgentSequence" in ds else None
+    if item is None:
+        return ""
+    return str(item.get("CodeMeaning", "") or item.get("CodeValue", "") or "").strip()
+
+
 def _header_from_dataset(
     p: Path, ds: pydicom.Dataset, tsyntax: str, has_pixels: bool, offset: int | None, length: int | None
 ) -> DicomHeader:
@@ -664,6 +819,10 @@ def _header_from_dataset(
             diffusion_direction=_floats(ds.get("DiffusionGradientOrientation"), 3),  # type: ignore[arg-type]
             spacing_between_slices_mm=_float(ds.get("SpacingBetweenSlices")),
             frames=frames,
+            convolution_kernel=_joined(ds.get("ConvolutionKernel")) or _enhanced_kernel(ds),
+            contrast_agent=_joined(ds.get("ContrastBolusAgent")) or _enhanced_contrast(ds),
+            body_part=_joined(ds.get("BodyPartExamined")),
+            content_datetime=content_datetime_of(ds, sop_class),
         )
     except DicomFileError as exc:
         raise DicomFileError(f"{p}: {exc}") from exc

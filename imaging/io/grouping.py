@@ -21,13 +21,13 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imaging.io.dicom import DicomHeader
+from imaging.io.dicom import DicomHeader, acquisition_plane
 from imaging.io.geometry import Geometry
 from imaging.io.stack import (
     DUPLICATE_TOLERANCE_MM,
@@ -76,6 +76,15 @@ class SeriesInfo:
     n_slices: int = 0
     geometry: Geometry | None = None
     problems: tuple[str, ...] = ()
+    # -- for series selection and segmentation links (imaging.io.selection / segrefs); from the first slice --
+    image_type: str = ""  # ImageType, values joined with "\\"
+    convolution_kernel: str = ""  # ConvolutionKernel, values joined with "\\"
+    contrast_agent: str = ""  # ContrastBolusAgent
+    body_part: str = ""  # BodyPartExamined
+    plane: str = ""  # "axial" | "coronal" | "sagittal" | "oblique" | "" (imaging.io.dicom.acquisition_plane)
+    frame_of_reference_uid: str = ""
+    sop_class_uid: str = ""
+    sop_uids: tuple[str, ...] = field(default=(), repr=False)  # SOP Instance UIDs of its files, sorted
 
     def __post_init__(self) -> None:
         if not self.volume_id:
@@ -127,6 +136,14 @@ class _KeyPart:
     value: Callable[[SliceRef], Any]
 
 
+def _mosaic_key(s: SliceRef) -> str | None:
+    """Each mosaic file is one 3-D volume of a 4-D series: ordered by AcquisitionNumber, InstanceNumber, SOP UID."""
+    if s.tile is None and s.mosaic_error is None:
+        return None
+    h = s.header
+    return f"{max(h.acquisition_number or 0, 0):010d}|{max(h.instance_number or 0, 0):010d}|{h.sop_uid}"
+
+
 def _direction_key(s: SliceRef) -> tuple[float, ...] | None:
     d = s.diffusion_direction
     return None if d is None else tuple(round(float(c), 3) for c in d)
@@ -141,6 +158,7 @@ _PRIMARY: tuple[_KeyPart, ...] = (
     _KeyPart("stack", "several stacks", lambda s: s.stack_id),
     _KeyPart("b_value", "several diffusion b-values", lambda s: s.b_value),
     _KeyPart("direction", "several diffusion directions", _direction_key),
+    _KeyPart("mosaic", "several Siemens mosaic volumes (one per file)", _mosaic_key),
 )
 
 _SECONDARY: tuple[_KeyPart, ...] = (
@@ -305,6 +323,8 @@ def _namer(i: int, refined: list[tuple[tuple[Any, ...], list[SliceRef]]]) -> Cal
         return lambda v: f"stack{v}"
     if part == "b_value":
         return lambda v: "b-none" if v is None else f"b{_num(v)}"
+    if part == "mosaic":  # the volume's place in time: vol1, vol2 ... (dcm2niix's 4-D volume order)
+        return lambda v: "vol-none" if v is None else f"vol{ordinal[v]}"
     return lambda v: f"{part[:4]}{ordinal[v]}"
 
 
@@ -347,6 +367,14 @@ def describe_volume(
         n_slices=plan.n_slices,
         geometry=plan.geometry if plan.ok else None,
         problems=tuple(problems),
+        image_type=first.image_type,
+        convolution_kernel=first.convolution_kernel,
+        contrast_agent=first.contrast_agent,
+        body_part=first.body_part,
+        plane=acquisition_plane(members[0].orientation),
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        sop_class_uid=first.sop_class_uid,
+        sop_uids=tuple(sorted({s.header.sop_uid for s in members})),
     )
 
 
