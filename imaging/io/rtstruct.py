@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,32 @@ def read_rtstruct(
         planes, or no contour overlapping the image.
     """
     p = Path(path)
+    ds = _read(p)
+    names = roi_names_of(ds)
+    wanted: set[int] | None = None
+    if roi_names is not None:
+        lookup = {n.lower(): k for k, n in names.items()}
+        unknown = [n for n in roi_names if n.lower() not in lookup]
+        if unknown:
+            raise MaskError(f"{p}: no ROI named {', '.join(map(repr, unknown))}; the file has {sorted(names.values())}")
+        wanted = {lookup[n.lower()] for n in roi_names}
+    masks, problems = rasterise_rois(ds, reference, p, wanted)
+    g = Geometry.of(reference)
+    nx, ny, nz = g.size
+    labels = np.zeros((nz, ny, nx), dtype=np.uint16)
+    overlap = 0
+    for number in sorted(masks):
+        inside = masks[number]
+        overlap += int(np.count_nonzero(inside & (labels > 0)))
+        labels[inside] = number
+    if overlap:
+        problems.append(f"{p}: ROIs overlap in {overlap} voxels; the higher ROINumber holds them")
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(reference)
+    return LoadedVolume(image=image, problems=tuple(problems), source=str(p))
+
+
+def _read(p: Path) -> pydicom.Dataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -113,24 +139,45 @@ def read_rtstruct(
         raise MaskError(f"{p}: unreadable RTSTRUCT ({type(exc).__name__}: {exc})") from exc
     if str(ds.get("SOPClassUID", "")) != RTSTRUCT_STORAGE:
         raise MaskError(f"{p}: not an RT Structure Set (SOP class {ds.get('SOPClassUID', 'missing')})")
+    return ds
 
-    names = {int(r.ROINumber): str(r.get("ROIName", "") or f"ROI {r.ROINumber}") for r in ds.get("StructureSetROISequence", [])}
-    wanted: set[int] | None = None
-    if roi_names is not None:
-        lookup = {n.lower(): k for k, n in names.items()}
-        unknown = [n for n in roi_names if n.lower() not in lookup]
-        if unknown:
-            raise MaskError(f"{p}: no ROI named {', '.join(map(repr, unknown))}; the file has {sorted(names.values())}")
-        wanted = {lookup[n.lower()] for n in roi_names}
 
+def roi_names_of(ds: pydicom.Dataset) -> dict[int, str]:
+    """ROINumber -> ROIName of a structure set (``"ROI <n>"`` when unnamed)."""
+    return {int(r.ROINumber): str(r.get("ROIName", "") or f"ROI {r.ROINumber}") for r in ds.get("StructureSetROISequence", [])}
+
+
+def read_rtstruct_rois(
+    path: str | os.PathLike[str], reference: sitk.Image, *, roi_numbers: Collection[int] | None = None
+) -> tuple[dict[int, np.ndarray], list[str]]:
+    """Each ROI of an RTSTRUCT rasterised on its own onto ``reference``'s grid (ROIs may overlap).
+
+    Returns
+    -------
+    (masks, problems)
+        ROINumber -> boolean array (z, y, x) on the reference grid; what was noticed.
+
+    Raises
+    ------
+    MaskError
+        As :func:`read_rtstruct`.
+    """
+    p = Path(path)
+    return rasterise_rois(_read(p), reference, p, set(roi_numbers) if roi_numbers is not None else None)
+
+
+def rasterise_rois(
+    ds: pydicom.Dataset, reference: sitk.Image, p: Path, wanted: set[int] | None
+) -> tuple[dict[int, np.ndarray], list[str]]:
+    """The closed planar contours of each (wanted) ROI filled on the reference grid, one mask per ROI."""
+    names = roi_names_of(ds)
     g = Geometry.of(reference)
     nx, ny, nz = g.size
     sx, sy, _ = g.spacing_mm
-    labels = np.zeros((nz, ny, nx), dtype=np.uint16)
+    masks: dict[int, np.ndarray] = {}
     problems: list[str] = []
     n_contours = n_outside = n_skipped = 0
     max_off = 0.0
-    overlap = 0
     for roi in sorted(ds.get("ROIContourSequence", []), key=lambda r: int(r.ReferencedROINumber)):
         number = int(roi.ReferencedROINumber)
         if wanted is not None and number not in wanted:
@@ -160,13 +207,14 @@ def read_rtstruct(
                 continue
             max_off = max(max_off, abs(zc - k))
             per_slice[k].append(np.stack([idx[:, 0] * sx, idx[:, 1] * sy], axis=1))
+        mask = np.zeros((nz, ny, nx), dtype=bool)
         for k, polys in per_slice.items():
-            inside = fill_polygons(polys, (ny, nx), (sx, sy))
-            overlap += int(np.count_nonzero(inside & (labels[k] > 0)))
-            labels[k][inside] = number
+            mask[k] = fill_polygons(polys, (ny, nx), (sx, sy))
+        masks[number] = mask
     if n_contours == 0:
-        raise MaskError(f"{p}: no closed planar contour" + (f" in ROI(s) {sorted(roi_names or [])}" if roi_names else ""))
-    if not labels.any():
+        chosen = sorted(names.get(n, str(n)) for n in wanted) if wanted is not None else []
+        raise MaskError(f"{p}: no closed planar contour" + (f" in ROI(s) {chosen}" if wanted is not None else ""))
+    if not any(m.any() for m in masks.values()):
         raise MaskError(
             f"{p}: the contours do not overlap the image ({n_outside} of {n_contours} contours lie outside its slices, "
             "the rest enclose no voxel centre)"
@@ -177,8 +225,4 @@ def read_rtstruct(
         problems.append(f"{p}: {n_skipped} contour(s) that are not CLOSED_PLANAR (points, open lines) ignored")
     if max_off > OFF_SLICE_REPORT_SLICES:
         problems.append(f"{p}: contours lie up to {max_off:.2f} slice spacings off the image slices; each went to the nearest slice")
-    if overlap:
-        problems.append(f"{p}: ROIs overlap in {overlap} voxels; the higher ROINumber holds them")
-    image = sitk.GetImageFromArray(labels)
-    image.CopyInformation(reference)
-    return LoadedVolume(image=image, problems=tuple(problems), source=str(p))
+    return masks, problems

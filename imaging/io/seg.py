@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,17 +58,61 @@ def read_seg(path: str | os.PathLike[str]) -> LoadedVolume:
         on = array[..., i] >= 0.5 if array.dtype.kind == "f" else array[..., i] > 0
         overlap += int(np.count_nonzero(on & (labels > 0)))
         labels[on] = number
-    affine = np.asarray(volume.affine, dtype=float)  # (slice, row, column) index -> LPS
-    steps = affine[:3, :3]
-    spacing = np.linalg.norm(steps, axis=0)
-    if np.any(spacing <= 0):
-        raise MaskError(f"{p}: degenerate SEG geometry (zero spacing)")
-    image = sitk.GetImageFromArray(labels)  # numpy (slice, row, column) = SimpleITK (z, y, x)
-    image.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
-    direction = np.stack([steps[:, 2] / spacing[2], steps[:, 1] / spacing[1], steps[:, 0] / spacing[0]], axis=1)
-    image.SetDirection(tuple(float(v) for v in direction.flatten()))
-    image.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    image = _on_seg_grid(labels, np.asarray(volume.affine, dtype=float), p)
     problems = []
     if overlap:
         problems.append(f"{p}: segments overlap in {overlap} voxels; the higher segment number holds them")
     return LoadedVolume(image=image, problems=tuple(problems), source=str(p))
+
+
+def _on_seg_grid(array: np.ndarray, affine: np.ndarray, p: Path) -> sitk.Image:
+    """A (slice, row, column) array as an image on the SEG volume's grid (``affine``: index -> LPS)."""
+    steps = affine[:3, :3]
+    spacing = np.linalg.norm(steps, axis=0)
+    if np.any(spacing <= 0):
+        raise MaskError(f"{p}: degenerate SEG geometry (zero spacing)")
+    image = sitk.GetImageFromArray(array)  # numpy (slice, row, column) = SimpleITK (z, y, x)
+    image.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
+    direction = np.stack([steps[:, 2] / spacing[2], steps[:, 1] / spacing[1], steps[:, 0] / spacing[0]], axis=1)
+    image.SetDirection(tuple(float(v) for v in direction.flatten()))
+    image.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    return image
+
+
+def read_seg_segments(path: str | os.PathLike[str], numbers: Sequence[int] | None = None) -> dict[int, sitk.Image]:
+    """Each segment of a DICOM SEG as its own UInt8 0/1 image on the SEG's grid (segments may overlap).
+
+    Raises
+    ------
+    MaskError
+        As :func:`read_seg`, or a segment number the file does not have.
+    """
+    import highdicom as hd
+
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seg = hd.seg.segread(p)
+    except Exception as exc:  # highdicom/pydicom raise many types on non-SEG or broken files
+        raise MaskError(f"{p}: unreadable DICOM SEG ({type(exc).__name__}: {exc})") from exc
+    available = list(seg.segment_numbers)
+    wanted = list(numbers) if numbers is not None else available
+    missing = sorted(set(wanted) - set(available))
+    if missing:
+        raise MaskError(f"{p}: no segment number(s) {missing}; the file has {available}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            volume = seg.get_volume(segment_numbers=wanted, combine_segments=False, allow_missing_positions=True)
+    except Exception as exc:  # highdicom raises ValueError/RuntimeError when frames are not a regular volume
+        raise MaskError(f"{p}: the SEG frames do not form a regularly spaced volume ({type(exc).__name__}: {exc})") from exc
+    array = np.asarray(volume.array)
+    if array.ndim == 3:
+        array = array[..., None]
+    affine = np.asarray(volume.affine, dtype=float)
+    out = {}
+    for i, number in enumerate(wanted):
+        on = array[..., i] >= 0.5 if array.dtype.kind == "f" else array[..., i] > 0
+        out[number] = _on_seg_grid(on.astype(np.uint8), affine, p)
+    return out
