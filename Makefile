@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := sample_data/generated
 SAMPLE_STAMP := $(SAMPLE)/.complete
 
-.PHONY: demo test venv sample-data system-deps lint bench clean
+.PHONY: demo test venv sample-data pacs-export system-deps lint bench clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,14 @@ $(SAMPLE_STAMP): $(STAMP) sample_data/generate.py
 
 demo: $(SAMPLE_STAMP)
 	$(VENV)/bin/tumor-response run configs/sample.yaml
+
+PACS := sample_data/pacs_export
+
+# An archive shaped like a PACS export, built from the sample data (configs/pacs_export.yaml runs it).
+pacs-export: $(PACS)/truth.json
+
+$(PACS)/truth.json: $(SAMPLE_STAMP) sample_data/pacs_export.py
+	$(PY) sample_data/pacs_export.py --sample $(SAMPLE) --out $(PACS)
 
 # Debian packages of the real parts the tests drive (browser, PACS, DICOM validator); see .ci/system-deps.sh.
 system-deps:
@@ -49,4 +57,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check imaging pipelines tests benchmarks sample_data/generate.py
 
 clean:
-	rm -rf out $(SAMPLE) sample_data/.cache
+	rm -rf out $(SAMPLE) $(PACS) sample_data/.cache

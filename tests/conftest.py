@@ -39,3 +39,21 @@ def radiomics_data() -> Path:
             pytest.fail("pyradiomics sdist missing in CI: `make sample-data` should have downloaded it")
         pytest.skip("pyradiomics sdist not downloaded: run `make sample-data`")
     return path
+
+
+@pytest.fixture(scope="session")
+def pacs_export_archive(sample_root: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """The PACS-shaped export of the sample data (sample_data/pacs_export.py), built once per session:
+    (its root, its truth)."""
+    import importlib.util
+    import sys
+
+    name = "tumor_response_pacs_export"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, REPO / "sample_data" / "pacs_export.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    root = tmp_path_factory.mktemp("pacs_export") / "export"
+    return root, module.build_pacs_export(sample_root, root, jobs=2)
