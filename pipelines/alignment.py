@@ -148,8 +148,8 @@ def align_timepoint(spec: AlignSpec, settings: RegistrationSettings, lesions: Le
     """
     fixed = load_scan(spec.baseline).image
     moving = load_scan(spec.scan).image
-    base_labels = load_lesions(spec.baseline, fixed, lesions) if spec.baseline.mask_path.is_file() else None
-    scan_labels = load_lesions(spec.scan, moving, lesions) if spec.scan.mask_path.is_file() else None
+    base_labels = load_lesions(spec.baseline, fixed, lesions) if spec.baseline.has_mask else None
+    scan_labels = load_lesions(spec.scan, moving, lesions) if spec.scan.has_mask else None
     out: dict[str, Any] = {"registration": None, "landmarks": 0, "transform_file": None, "mask_file": None,
                            "mask_problems": [], "mask_error": None, "mask_found": {}}
     transform: sitk.Transform | None = None
@@ -182,9 +182,9 @@ def align_timepoint(spec: AlignSpec, settings: RegistrationSettings, lesions: Le
                 usable = False
     if scan_labels is None:
         if base_labels is None:
-            out["mask_error"] = f"{where_of(spec.scan)}: no label map at {spec.scan.mask_path}, and the baseline has none to carry over"
+            out["mask_error"] = f"{where_of(spec.scan)}: {spec.scan.missing_mask()}, and the baseline has none to carry over"
         elif not usable:
-            out["mask_error"] = (f"{where_of(spec.scan)}: no label map at {spec.scan.mask_path}, and the registration to the "
+            out["mask_error"] = (f"{where_of(spec.scan)}: {spec.scan.missing_mask()}, and the registration to the "
                                  "baseline was not usable, so the baseline's lesions cannot be carried over")
         else:
             prior = propagate_mask(base_labels, moving, transform)

@@ -36,6 +36,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SeriesRuleConfig(_Strict):
+    """How to pick the series of one role (``measure``: the series whose lesions are measured) in a study.
+
+    A localizer, a DERIVED/SECONDARY series (MIP, reformat, screen capture), a dose report, a single slice
+    or fewer than ``min_slices`` slices is never picked. Then these rules filter; among what remains, CT
+    prefers a soft-tissue kernel at the thinnest slice thickness of at most 5 mm; for MR (and any tie the
+    rules leave) the time point is refused with the candidates listed, never guessed. See docs/io.md.
+    """
+
+    modality: list[str] = Field(default_factory=list, description="e.g. [CT]; default: dataset.modality")
+    prefer: list[str] = Field(default_factory=list, description="SeriesDescription globs to prefer (case-insensitive)")
+    reject: list[str] = Field(default_factory=list, description="SeriesDescription globs to reject")
+    image_type: list[str] = Field(default_factory=list, description="ImageType values required, e.g. [ORIGINAL, PRIMARY]")
+    contrast: Literal["required", "forbidden"] | None = None
+    kernel: list[str] = Field(default_factory=list, description="ConvolutionKernel globs, e.g. ['*B30*', 'STANDARD']")
+    slice_thickness_mm: tuple[float, float] | None = Field(default=None, description="inclusive range [min, max]")
+    plane: Literal["axial", "coronal", "sagittal", "oblique"] | None = None
+    min_slices: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> SeriesRuleConfig:
+        if self.slice_thickness_mm is not None and not 0 <= self.slice_thickness_mm[0] <= self.slice_thickness_mm[1]:
+            raise ValueError("slice_thickness_mm must be [min, max] with 0 <= min <= max")
+        return self
+
+
+class SegmentationsConfig(_Strict):
+    """Where each time point's lesions are outlined.
+
+    ``source: files`` (the default when ``dataset.mask`` is set): a label map per time point at
+    ``dataset.mask``. ``source: archive``: the DICOM SEG and RTSTRUCT objects inside the archive, linked
+    to the series they were drawn on; that series is then the time point's series. ``include`` /
+    ``exclude``: segment labels or ROI names (case-insensitive globs) that are / are not lesions; RT ROI
+    types and SEG property categories decide the rest (organs, avoidance structures and planning margins
+    are not lesions unless included). ``choose``: which of several segmentations of one series is used
+    (by content date and time; the others are listed in the notes).
+    """
+
+    source: Literal["files", "archive"] | None = None
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    choose: Literal["newest", "oldest"] = "newest"
+
+
 class DatasetConfig(_Strict):
     """Where the scans, masks and clinical data are.
 
@@ -54,7 +98,10 @@ class DatasetConfig(_Strict):
 
     kind: Literal["dicom", "nifti"] = "dicom"
     root: Path
-    mask: str = Field(description="template of the label-map path of one time point")
+    mask: str | None = Field(default=None, description="template of the label-map path of one time point (segmentations.source: files)")
+    segmentations: SegmentationsConfig = Field(default_factory=SegmentationsConfig)
+    series: dict[Literal["measure"], SeriesRuleConfig] = Field(
+        default_factory=dict, description="series selection rules per role (measure: the measured series)")
     image: str | None = Field(default=None, description="nifti: template of the image file in a time point's folder")
     timepoints: str = Field(default="{patient_id}/{timepoint}", description="nifti: layout of the time point folders")
     lesion_metadata: str | None = Field(
@@ -87,7 +134,23 @@ class DatasetConfig(_Strict):
     def _kind_needs(self) -> DatasetConfig:
         if self.kind == "nifti" and (self.image is None or self.visits is None):
             raise ValueError("a nifti dataset needs `image` (file name in each time point folder) and `visits` (the dates)")
+        if self.source == "files" and self.mask is None:
+            raise ValueError("`mask` (the label map template) is needed unless segmentations.source is archive")
+        if self.source == "archive" and self.kind != "dicom":
+            raise ValueError("segmentations.source: archive needs a DICOM dataset (kind: dicom)")
+        if self.source == "archive" and self.lesion_metadata:
+            raise ValueError("lesion_metadata sidecars name label values; with segmentations.source: archive each lesion is "
+                             "named by its segment label or ROI name, so leave lesion_metadata out")
         return self
+
+    @property
+    def source(self) -> Literal["files", "archive"]:
+        """Where the segmentations come from: as configured, else ``files`` (a ``mask`` template) ."""
+        return self.segmentations.source or "files"
+
+    def series_rule(self, role: str = "measure") -> SeriesRuleConfig:
+        """The selection rule of ``role`` (defaults when the config gives none)."""
+        return self.series.get(role) or SeriesRuleConfig()
 
 
 class LesionConfig(_Strict):
@@ -264,7 +327,14 @@ def _set_dotted(data: dict[str, Any], dotted: str, raw_value: str) -> None:
         if not isinstance(nxt, dict):
             raise ConfigError(f"--set {dotted}={raw_value}: {key} is not a section")
         target = nxt
-    target[keys[-1]] = yaml.safe_load(raw_value) if raw_value != "" else None
+    if raw_value == "":
+        target[keys[-1]] = None
+        return
+    try:
+        target[keys[-1]] = yaml.safe_load(raw_value)
+    except yaml.YAMLError:
+        # Not YAML (a path template such as {patient_id}/mask.nii.gz): the value is the text as given.
+        target[keys[-1]] = raw_value
 
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> RunConfig:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imaging.io import CatalogueError, SeriesInfo, group_series, scan_archive
 from pipelines.config import DatasetConfig
+
+if TYPE_CHECKING:
+    from imaging.io.segrefs import SegmentationRef
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,21 @@ class TimepointSource:
     problem: str | None = None  # set when the time point cannot be used (e.g. several candidate series)
     image_path: Path | None = None  # a NIfTI/NRRD volume instead of a DICOM series
     timepoint: str | None = None  # the time point's folder name in a NIfTI dataset
+    segmentation: SegmentationRef | None = None  # segmentations.source: archive: the SEG/RTSTRUCT used
+    #: Archive segmentations: (segment or ROI number in the file, label value, lesion name) of each lesion segment.
+    lesion_segments: tuple[tuple[int, int, str], ...] = ()
+
+    def missing_mask(self) -> str:
+        """Why this time point has no lesion outlines of its own (for messages)."""
+        if self.segmentation is None and self.mask_path == Path():
+            uid = self.series.series_uid if self.series is not None else "?"
+            return f"no segmentation found in the archive for series {uid}"
+        return f"no label map at {self.mask_path}"
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether the time point has outlines of its own (a label map file, or an archive segmentation)."""
+        return self.mask_path != Path() and self.mask_path.is_file()
 
 
 @dataclass
@@ -34,6 +53,10 @@ class Discovery:
     patients: dict[str, list[TimepointSource]] = field(default_factory=dict)
     skipped_files: list[tuple[Path, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: One row per volume considered for each time point: chosen or not, and why (``series.csv``).
+    series_rows: list[dict] = field(default_factory=list)
+    #: Archive segmentations: per patient, label value -> lesion (named after its segment).
+    lesion_metadata: dict[str, dict] = field(default_factory=dict)
 
 
 class ClinicalContext(BaseModel):
@@ -134,41 +157,138 @@ def _discover_nifti(dataset: DatasetConfig) -> Discovery:
     return found
 
 
+def _rule(dataset: DatasetConfig, role: str = "measure"):  # noqa: ANN202 - imaging.io.selection.SeriesRule
+    from imaging.io.selection import SeriesRule
+
+    r = dataset.series_rule(role)
+    return SeriesRule(
+        modality=tuple(r.modality or dataset.modality), prefer=tuple(r.prefer), reject=tuple(r.reject),
+        image_type=tuple(r.image_type), contrast=r.contrast, kernel=tuple(r.kernel),
+        slice_thickness_mm=r.slice_thickness_mm, plane=r.plane, min_slices=r.min_slices,
+    )
+
+
 def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery:
-    """Crawl ``dataset.root``; one time point per (patient, study) holding one image series of the wanted modality."""
+    """Crawl ``dataset.root``; one time point per (patient, study), on the series chosen for it.
+
+    The series is the one the study's segmentation references (``segmentations.source: archive``),
+    else the one the selection rules and the default policy pick (:func:`imaging.io.select_series`);
+    a study they cannot decide is a time point that fails with the candidates listed, never a guess.
+    Every volume considered gets a row in :attr:`Discovery.series_rows`, chosen or not, and why.
+    """
+    from imaging.io.segrefs import link_segmentations
+    from imaging.io.selection import describe_volume, select_series
+
     notes = []
     try:
         scan = scan_archive(dataset.root, catalogue=catalogue)
     except CatalogueError as exc:  # the catalogue is a convenience: a read-only archive is still crawled
         notes.append(f"{exc}; crawled without a header catalogue (a rerun reads every header again)")
         scan = scan_archive(dataset.root, catalogue=None)
-    found = Discovery(skipped_files=list(scan.skipped), problems=notes)
+    found = Discovery(skipped_files=list(scan.skipped_other), problems=notes)
+    volumes = group_series(scan.headers)
+    archive = dataset.source == "archive"
+    links = link_segmentations(volumes, scan.segmentations, headers=scan.headers)
+    for ref, why in links.unlinked:
+        found.problems.append(f"segmentation {ref.path}: not linked to an image series ({why}); not used")
+    rule = _rule(dataset)
     by_study: dict[tuple[str, str], list[SeriesInfo]] = defaultdict(list)
-    for s in group_series(scan.headers):
-        if s.modality in dataset.modality:
-            by_study[(s.patient_id, s.study_uid)].append(s)
-    for (patient_id, study_uid), candidates in sorted(
-        by_study.items(), key=lambda kv: (kv[0][0], kv[1][0].study_date or dt.date.min)
+    for v in volumes:
+        by_study[(v.patient_id, v.study_uid)].append(v)
+    for (patient_id, study_uid), study_volumes in sorted(
+        by_study.items(), key=lambda kv: (kv[0][0], kv[1][0].study_date or dt.date.min, kv[0][1])
     ):
-        first = candidates[0]
+        if not any(v.modality in rule.modality for v in study_volumes):
+            continue  # a study of other objects only (another modality, a report)
+        first = study_volumes[0]
         if first.study_date is None:
             found.problems.append(f"patient {patient_id}, study {study_uid}: no StudyDate; study left out")
             continue
-        mask_path = dataset.root / dataset.mask.format(
-            patient_id=patient_id, study_date=first.study_date.isoformat(), timepoint=first.study_date.isoformat()
-        )
-        problem = None
-        series: SeriesInfo | None = first
-        if len(candidates) > 1:
-            names = ", ".join(f"{c.series_uid} ({c.series_description or c.modality})" for c in candidates)
-            problem = f"study {study_uid} has {len(candidates)} candidate image series ({names}); cannot tell which one the mask belongs to"
-            series = None
+        date = first.study_date
+        referenced = [v.series_uid for v in study_volumes if links.by_series.get(v.series_uid)] if archive else []
+        choice = select_series(study_volumes, rule, referenced=referenced, rule_path="dataset.series.measure")
+        for v in study_volumes:
+            chosen = choice.chosen is not None and v.volume_id == choice.chosen.volume_id
+            why = choice.why if chosen else next((r for c, r in choice.rejected if c.volume_id == v.volume_id),
+                                                 choice.error or "not chosen")
+            found.series_rows.append({"patient_id": patient_id, "date": date.isoformat(), "study_uid": study_uid,
+                                      "volume_id": v.volume_id, "series_uid": v.series_uid, "role": "measure",
+                                      "chosen": chosen, **describe_volume(v), "reason": why})
+        series = choice.chosen
+        problem = choice.error if series is None else None
+        segmentation = None
+        if archive:
+            mask_path = Path()
+            refs = links.by_series.get(series.series_uid, []) if series is not None else []
+            if refs:
+                ordered = sorted(refs, key=lambda r: (r.content_datetime, r.sop_uid), reverse=dataset.segmentations.choose == "newest")
+                segmentation = ordered[0]
+                mask_path = segmentation.path
+                for other in ordered[1:]:
+                    found.problems.append(
+                        f"patient {patient_id}, {date.isoformat()}: segmentation {other.path} ({other.content_datetime or 'no date'}) "
+                        f"of the same series not used: {segmentation.path} ({segmentation.content_datetime or 'no date'}) is the "
+                        f"{dataset.segmentations.choose} (segmentations.choose)")
+        else:
+            assert dataset.mask is not None
+            mask_path = dataset.root / dataset.mask.format(patient_id=patient_id, study_date=date.isoformat(),
+                                                           timepoint=date.isoformat())
         found.patients.setdefault(patient_id, []).append(
-            TimepointSource(patient_id, first.study_date, study_uid, series, mask_path, problem)
+            TimepointSource(patient_id, date, study_uid, series, mask_path, problem, segmentation=segmentation)
         )
     for tps in found.patients.values():
         tps.sort(key=lambda t: t.study_date)
+    if archive:
+        _name_lesions(found, dataset)
     return found
+
+
+def _name_lesions(found: Discovery, dataset: DatasetConfig) -> None:
+    """Archive segmentations: which segments are lesions, and one label value per lesion name per patient.
+
+    The segment label / ROI name is the lesion's identity across time points; its organ comes from the
+    SEG's anatomic region where present. Segments that are not lesions are listed in the notes.
+    """
+    from imaging.io.segments import lesion_segment
+    from imaging.segmentation.metadata import LesionMetadata
+
+    include, exclude = dataset.segmentations.include, dataset.segmentations.exclude
+    for patient_id, tps in found.patients.items():
+        picks: dict[int, list[tuple[int, str]]] = {}
+        organs: dict[str, str] = {}
+        for i, tp in enumerate(tps):
+            if tp.segmentation is None:
+                continue
+            chosen = []
+            for item in tp.segmentation.items:
+                ok, why = lesion_segment(item.name, item.kind, item.category, include=include, exclude=exclude)
+                if ok:
+                    chosen.append((item.number, item.name))
+                    if item.organ:
+                        organs.setdefault(item.name, item.organ.lower())
+                else:
+                    found.problems.append(f"patient {patient_id}, {tp.study_date.isoformat()}: {tp.segmentation.kind} "
+                                          f"{tp.segmentation.path.name}: {why}")
+            picks[i] = chosen
+            if not chosen:
+                found.problems.append(f"patient {patient_id}, {tp.study_date.isoformat()}: {tp.segmentation.path} holds no "
+                                      "lesion segment (see dataset.segmentations.include/exclude)")
+        names = sorted({name for chosen in picks.values() for _, name in chosen}, key=str.lower)
+        label_of = {name: k for k, name in enumerate(names, start=1)}
+        duplicates = {name for chosen in picks.values() for name in {n for _, n in chosen}
+                      if sum(1 for _, n in chosen if n == name) > 1}
+        for i, chosen in picks.items():
+            tp = tps[i]
+            if duplicates & {n for _, n in chosen}:
+                twice = sorted(duplicates & {n for _, n in chosen})
+                tps[i] = dataclasses.replace(tp, problem=(
+                    f"{tp.segmentation.path if tp.segmentation else ''}: segment name(s) {twice} given to more than one "
+                    "segment; a lesion's name is its identity, so each must be unique (rename them, or exclude one)"))
+                continue
+            tps[i] = dataclasses.replace(tp, lesion_segments=tuple((number, label_of[name], name) for number, name in chosen))
+        found.lesion_metadata[patient_id] = {
+            label: LesionMetadata(lesion_id=name, organ=organs.get(name, "unknown")) for name, label in label_of.items()
+        }
 
 
 def load_clinical(path: Path | None) -> dict[str, ClinicalContext]:

@@ -188,6 +188,7 @@ def export_run(
     wanted = set(patients) if patients is not None else None
     found = discover(config.dataset)
     anon.register(found.patients)
+    anon.register_descriptions(r[k] for r in found.series_rows for k in ("description", "contrast_agent"))
     summary = ExportSummary()
     for patient_id in sorted(found.patients):
         out_id = anon.patient(patient_id)

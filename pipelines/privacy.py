@@ -41,6 +41,10 @@ class Pseudonymiser:
 
     def __init__(self, config: PrivacyConfig) -> None:
         self.enabled = config.pseudonymise
+        #: Free text of the headers (series description, contrast agent: removed or replaced by the Basic
+        #: Profile); outputs show it only if identifiers are kept.
+        self.withhold_descriptions = not config.keep_identifiers
+        self._descriptions: set[str] = set()
         self._key: bytes | None = None
         self._known: set[str] = set()
         self._issued: set[str] = set()
@@ -87,10 +91,21 @@ class Pseudonymiser:
         self._known.update(p for p in patient_ids if p)
         self._pattern = None
 
+    def register_descriptions(self, descriptions: Iterable[str]) -> None:
+        """Free text of the archive's headers (series descriptions, contrast agents): :meth:`text` withholds it
+        where messages quote it ('...'), and table columns named after it (:data:`WITHHELD_COLUMNS`) are withheld."""
+        self._descriptions.update(d for d in descriptions if d)
+
     def text(self, text: str) -> str:
-        """Free text as the outputs may show it: under pseudonymisation, every registered patient id (a whole
-        word: paths and messages often contain them) and every UID-shaped token replaced by its pseudonym."""
-        if not self.enabled or not text:
+        """Free text as the outputs may show it: registered series descriptions withheld (unless identifiers are
+        kept); under pseudonymisation, every registered patient id (a whole word: paths and messages often contain
+        them) and every UID-shaped token replaced by its pseudonym."""
+        if not text:
+            return text
+        if self.withhold_descriptions and self._descriptions:
+            for d in sorted(self._descriptions, key=len, reverse=True):
+                text = text.replace(f"'{d}'", f"'{WITHHELD}'")
+        if not self.enabled:
             return text
         if self._pattern is None and self._known:
             words = "|".join(re.escape(p) for p in sorted(self._known, key=len, reverse=True))
@@ -112,13 +127,23 @@ class Pseudonymiser:
         return self._value(key, value)
 
     def _value(self, key: str, value: Any) -> Any:
-        if not self.enabled or not isinstance(value, str):
+        if not isinstance(value, str):
             return value
+        if key in WITHHELD_COLUMNS and value and self.withhold_descriptions:
+            return WITHHELD
+        if not self.enabled:
+            return self.text(value)
         if key == "patient_id":
             return self.patient(value)
         if key.endswith("_uid") or key == "uid":
             return self.uid(value)
         return self.text(value)
+
+
+#: What outputs show for a series description (free text; PS3.15 removes it) unless privacy.keep_identifiers.
+WITHHELD = "<withheld>"
+#: Table columns holding header free text.
+WITHHELD_COLUMNS = frozenset({"description", "contrast_agent"})
 
 
 class DisclosureFilter(logging.Filter):
@@ -129,8 +154,7 @@ class DisclosureFilter(logging.Filter):
         self.anon = anon
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.anon.enabled:
-            record.msg, record.args = self.anon.text(record.getMessage()), None
+        record.msg, record.args = self.anon.text(record.getMessage()), None
         return True
 
 

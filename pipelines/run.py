@@ -64,6 +64,11 @@ REGISTRATION_COLUMNS = (
 )
 BEST_COLUMNS = ("patient_id", "criterion", "response", "date", "reason")
 FAILURE_COLUMNS = ("patient_id", "date", "stage", "reason")
+#: series.csv: every volume considered for each DICOM time point, the one chosen and why, the others and why not.
+SERIES_COLUMNS = ("patient_id", "date", "role", "chosen", "series_number", "series_uid", "volume_id", "modality",
+                  "description", "image_type", "kernel", "slice_thickness_mm", "contrast", "contrast_agent", "plane",
+                  "n_slices",
+                  "reason")
 RADIOMICS_COLUMNS = ("patient_id", "date", "lesion_id", "feature", "value", "change", "change_pct")
 _PROVENANCE_PACKAGES = ("tumor-response", "numpy", "scipy", "SimpleITK", "pydicom", "nibabel", "scikit-image",
                         "pyradiomics-bhklab", "pydantic", "dask", "distributed", "pyarrow")
@@ -81,6 +86,7 @@ class RunSummary:
     best_rows: list[dict[str, Any]] = field(default_factory=list)
     radiomics_rows: list[dict[str, Any]] = field(default_factory=list)
     registration_rows: list[dict[str, Any]] = field(default_factory=list)
+    series_rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     task_seconds: float = 0.0
@@ -113,11 +119,21 @@ def _metadata_path(config: RunConfig, patient_id: str) -> Path | None:
     return config.dataset.root / config.dataset.lesion_metadata.format(patient_id=patient_id, study_date="", timepoint="")
 
 
-def _extras(config: RunConfig, patient_id: str, outputs: RunOutputs) -> Extras:
+def _lesion_metadata(config: RunConfig, patient_id: str, archive: dict[str, dict]) -> dict:
+    """label -> LesionMetadata of a patient: from the sidecar, or named after the archive's segments.
+
+    Raises ``ValueError`` for a sidecar that cannot be read.
+    """
+    if config.dataset.source == "archive":
+        return archive.get(patient_id, {})
+    return load_lesion_metadata(_metadata_path(config, patient_id))
+
+
+def _extras(config: RunConfig, patient_id: str, outputs: RunOutputs, archive: dict[str, dict]) -> Extras:
     """Snapshots and radiomics a patient's measure tasks make (lesion names from the sidecar when readable;
     a sidecar that cannot be read fails the patient's assessment, where it is recorded)."""
     try:
-        names = tuple(sorted((k, v.lesion_id) for k, v in load_lesion_metadata(_metadata_path(config, patient_id)).items()))
+        names = tuple(sorted((k, v.lesion_id) for k, v in _lesion_metadata(config, patient_id, archive).items()))
     except ValueError:
         names = ()
     params = None
@@ -206,7 +222,7 @@ def _landmarks(config: RunConfig, tp: TimepointSource) -> Path | None:
 
 def _stage_all(
     config: RunConfig, patients: dict[str, list[TimepointSource]], clinical: dict, ledger: Ledger, console: Console,
-    summary: RunSummary, outputs: RunOutputs,
+    summary: RunSummary, outputs: RunOutputs, archive: dict[str, dict],
 ) -> Staged:
     """Register every scan to its baseline, measure every scan, track every patient's lesions.
 
@@ -219,7 +235,7 @@ def _stage_all(
     out = config.output_dir
     cache_root = out / "cache" if config.cache else None
     method = config.tracking.method
-    extras_of = {pid: _extras(config, pid, outputs) for pid in patient_ids}
+    extras_of = {pid: _extras(config, pid, outputs, archive) for pid in patient_ids}
     baselines = {pid: baseline_of(tps, clinical.get(pid)) for pid, tps in patients.items() if tps}
 
     align_jobs, measure_jobs, deferred = [], [], {}
@@ -227,7 +243,7 @@ def _stage_all(
         base = baselines.get(pid)
         for tp in sorted(patients[pid], key=lambda t: t.study_date):
             tag = (pid, tp.study_date.isoformat())
-            needs_mask = not tp.mask_path.is_file() and tp.problem is None
+            needs_mask = not tp.has_mask and tp.problem is None
             # Neither an unusable scan nor one of an unusable baseline is registered (its measure task says why).
             usable = base is not None and tp.problem is None and base.problem is None and tp is not base
             if usable and method != "labels" and (method == "registration" or needs_mask):
@@ -271,13 +287,13 @@ def _stage_all(
         for tag, tp in deferred.items():
             aligned = staged.aligned.get((tp.patient_id, tp.study_date))
             if aligned is None or not aligned.get("mask_file"):
-                reason = (aligned or {}).get("mask_error") or f"{where_of(tp)}: no label map at {tp.mask_path}"
+                reason = (aligned or {}).get("mask_error") or f"{where_of(tp)}: {tp.missing_mask()}"
                 if not (aligned or {}).get("task_failed"):  # a failed align task is already a failure row
                     summary.failures.append({"patient_id": tp.patient_id, "date": tp.study_date.isoformat(),
                                              "stage": "segment", "reason": reason})
                 staged.measured[(tp.patient_id, tp.study_date)] = FailedTimepoint(tp.patient_id, tp.study_date, reason)
                 continue
-            carried = dataclasses.replace(tp, mask_path=Path(aligned["mask_file"]))
+            carried = dataclasses.replace(tp, mask_path=Path(aligned["mask_file"]), segmentation=None, lesion_segments=())
             sources[tag] = carried
             later.append((tag, measure_job, (carried, config.lesions, cache_root, extras_of[tp.patient_id])))
         for (_, tag), outcome in jobs.run(("measure", "measure (carried-over masks)", later)):
@@ -441,14 +457,16 @@ def _run_locked(
             )
         clinical = load_clinical(config.dataset.clinical)
         visits = load_visits(config.dataset.visits)
+        summary.series_rows = found.series_rows
         summary.n_patients = len(found.patients)
         summary.n_timepoints = sum(len(tps) for tps in found.patients.values())
         outputs.anon.register(found.patients)
-        staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs)
+        outputs.anon.register_descriptions(r[k] for r in found.series_rows for k in ("description", "contrast_agent"))
+        staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs, found.lesion_metadata)
 
         for patient_id in sorted(found.patients):
             _assess_patient(config, patient_id, found.patients[patient_id], staged, clinical,
-                            visits.get(patient_id, []), ledger, summary, outputs)
+                            visits.get(patient_id, []), ledger, summary, outputs, found.lesion_metadata)
         summary.registration_rows = _registration_rows(config, staged)
         summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
@@ -462,6 +480,8 @@ def _run_locked(
             outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
         if config.outputs.dicom:
             _export_dicom(config, summary)
+        if config.dataset.kind == "dicom":
+            outputs.csv("series.csv", summary.series_rows, SERIES_COLUMNS)
         outputs.csv("failures.csv", summary.failures, FAILURE_COLUMNS)
         summary.notes.sort()  # tasks add theirs as they finish, in an order that changes from run to run
         outputs.json(
@@ -509,13 +529,14 @@ def _assess_patient(
     ledger: Ledger,
     summary: RunSummary,
     outputs: RunOutputs,
+    archive: dict[str, dict],
 ) -> None:
     task_id = f"assess:{patient_id}"
     ledger.register(task_id, "assess", patient_id, None, None)
     ledger.running(task_id)
     t0 = time.perf_counter()
     try:
-        metadata = load_lesion_metadata(_metadata_path(config, patient_id))
+        metadata = _lesion_metadata(config, patient_id, archive)
         tps = [staged.measured[(patient_id, tp.study_date)] for tp in sources]
         tracking = staged.tracking.get(patient_id)
         if isinstance(tracking, str):  # already a failure row (stage track)

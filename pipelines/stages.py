@@ -109,13 +109,63 @@ def load_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: AN
         Naming the time point and the label map: missing or unreadable.
     """
     where = where_of(tp)
-    if not tp.mask_path.is_file():
-        raise StageError(f"{where}: no label map at {tp.mask_path}")
+    if not tp.has_mask:
+        raise StageError(f"{where}: {tp.missing_mask()}")
+    if tp.segmentation is not None:
+        return segment_lesions(tp, image, lesions)[0]
     try:
         labels = load_label_map(tp.mask_path, image)
     except ImagingError as exc:
         raise StageError(f"{where}: loading the label map failed: {exc}") from exc
     return lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
+
+
+def segment_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: ANN001, ANN201 - sitk.Image
+    """An archive segmentation's lesion segments, each measured on its own mask.
+
+    Returns ``(label_map, per_lesion, problems)``: a label map of the lesions for the stages that need one
+    (tracking, carrying lesions over; where lesion segments overlap, the voxels stay with the first), each
+    lesion's own label image ``(label value, image holding only that lesion)``, and what was noticed
+    (lesions that overlap each other, segments below ``lesions.min_volume_mm3``).
+
+    Raises
+    ------
+    StageError
+        Naming the time point and the segmentation: unreadable, or a segment outside the image.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    from imaging.io.segments import read_segment_masks
+
+    where = where_of(tp)
+    try:
+        masks, problems = read_segment_masks(tp.mask_path, image, [number for number, _, _ in tp.lesion_segments])
+    except ImagingError as exc:
+        raise StageError(f"{where}: reading the segmentation failed: {exc}") from exc
+    voxel_mm3 = geometry_voxel_mm3(image)
+    labels = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint16)
+    per_lesion = []
+    owners: list[tuple[str, np.ndarray]] = []
+    for (_, label, name), m in zip(tp.lesion_segments, masks, strict=True):
+        if m.n_voxels * voxel_mm3 < lesions.min_volume_mm3:
+            problems.append(f"segment {name!r}: {m.n_voxels * voxel_mm3:.1f} mm3 is below lesions.min_volume_mm3 "
+                            f"({lesions.min_volume_mm3} mm3); not measured")
+            continue
+        on = sitk.GetArrayViewFromImage(m.mask) > 0
+        for other, other_on in owners:
+            shared = int(np.count_nonzero(on & other_on))
+            if shared:
+                problems.append(f"lesion segments {other!r} and {name!r} overlap in {shared} voxels "
+                                f"({shared * voxel_mm3:.1f} mm3); each is measured on its own mask")
+        owners.append((name, on))
+        labels[on & (labels == 0)] = label
+        single = sitk.GetImageFromArray(on.astype(np.uint16) * np.uint16(label))
+        single.CopyInformation(image)
+        per_lesion.append((label, single))
+    label_map = sitk.GetImageFromArray(labels)
+    label_map.CopyInformation(image)
+    return label_map, per_lesion, problems
 
 
 def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras | None = None) -> MeasuredTimepoint:
@@ -131,32 +181,46 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras
     """
     loaded = load_scan(tp)
     image = loaded.image
-    labels = load_lesions(tp, image, lesions)
+    problems = list(loaded.problems)
+    if tp.segmentation is not None and tp.has_mask:
+        # Archive segments may overlap: each lesion is measured (and pictured) on its own mask.
+        _, per_lesion, segment_problems = segment_lesions(tp, image, lesions)
+        problems.extend(segment_problems)
+        label_images = {label: single for label, single in per_lesion}
+        measurements = tuple(m for _, single in per_lesion for m in measure_lesions(single))
+    else:
+        labels = load_lesions(tp, image, lesions)
+        label_images = None
+        measurements = tuple(measure_lesions(labels))
     geometry = Geometry.of(image)
     thickness = (tp.series.slice_thickness_mm if tp.series else None) or geometry.spacing_mm[2]
-    measurements = tuple(measure_lesions(labels))
-    problems = list(loaded.problems)
     if lesions.mode == "labels":
-        min_voxels = max(1, int(lesions.min_volume_mm3 / geometry_voxel_mm3(labels)))
-        for value, parts in label_fragments(labels, min_voxels).items():
-            name = extras.name_of(value) if extras else f"L{value}"
-            problems.append(
-                f"label {value} ({name}) has {len(parts)} separate parts ({', '.join(map(str, parts))} voxels), "
-                "measured as one lesion: its diameters may span the gap (lesions.mode: components splits them)"
-            )
+        for single in (label_images.values() if label_images is not None else [labels]):
+            min_voxels = max(1, int(lesions.min_volume_mm3 / geometry_voxel_mm3(single)))
+            for value, parts in label_fragments(single, min_voxels).items():
+                name = extras.name_of(value) if extras else f"L{value}"
+                problems.append(
+                    f"label {value} ({name}) has {len(parts)} separate parts ({', '.join(map(str, parts))} voxels), "
+                    "measured as one lesion: its diameters may span the gap (lesions.mode: components splits them)"
+                )
     modality = tp.series.modality if tp.series else ""
     features: dict[int, dict[str, float]] = {}
+
+    def lesion_labels(m: LesionMeasurement):  # noqa: ANN202 - sitk.Image: the labels that picture this lesion
+        return label_images[m.label] if label_images is not None else labels
+
     if extras is not None:
         for m, path in zip(measurements, extras.snapshot_paths(tp, [m.label for m in measurements]), strict=False):
             try:
-                write_snapshot(image, labels, m, path, modality)
+                write_snapshot(image, lesion_labels(m), m, path, modality)
             except (ValueError, RuntimeError, OSError) as exc:
                 problems.append(f"snapshot of {extras.name_of(m.label)}: {exc}")
         if extras.radiomics_params is not None:
             settings = dict(extras.mr_settings) if modality == "MR" else {}
             for m in measurements:
                 try:
-                    features[m.label] = radiomics_features(image, labels, m.label, extras.radiomics_params, **settings)
+                    features[m.label] = radiomics_features(image, lesion_labels(m), m.label, extras.radiomics_params,
+                                                           **settings)
                 except RadiomicsError as exc:
                     problems.append(f"radiomics of {extras.name_of(m.label)}: {exc}")
     return MeasuredTimepoint(

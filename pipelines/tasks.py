@@ -25,13 +25,13 @@ def measure_key(tp: TimepointSource, lesions: LesionConfig, extras: Extras | Non
     inputs = list(tp.series.files) if tp.series is not None else []
     if tp.image_path is not None and tp.image_path.is_file():
         inputs.append(tp.image_path)
-    if tp.mask_path.is_file():
+    if tp.has_mask:
         inputs.append(tp.mask_path)
     radiomics = None
     if extras is not None and extras.radiomics_params is not None:
         radiomics = [file_digest(extras.radiomics_params), list(extras.mr_settings)]
     return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), lesions.model_dump(), radiomics,
-                    code_version(*MEASURE_CODE))
+                    [list(s) for s in tp.lesion_segments], code_version(*MEASURE_CODE))
 
 
 def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | None,
@@ -78,11 +78,12 @@ def _source_inputs(tp: TimepointSource) -> list[Path]:
 
 
 def align_key(spec: AlignSpec, settings: RegistrationSettings, lesions: LesionConfig) -> str:
-    masks = [p for p in (spec.baseline.mask_path, spec.scan.mask_path) if p.is_file()]
+    masks = [tp.mask_path for tp in (spec.baseline, spec.scan) if tp.has_mask]
     landmarks = [file_digest(p) if p.is_file() else None for p in spec.landmarks] if spec.landmarks else None
     return make_key("align", ALIGN_STAGE_VERSION, files_digest(_source_inputs(spec.baseline)),
                     files_digest(_source_inputs(spec.scan)), [file_digest(p) for p in masks],
-                    [spec.baseline.mask_path.is_file(), spec.scan.mask_path.is_file()],
+                    [spec.baseline.has_mask, spec.scan.has_mask],
+                    [[list(s) for s in tp.lesion_segments] for tp in (spec.baseline, spec.scan)],
                     spec.transform_path is not None, settings.model_dump(), lesions.model_dump(), landmarks,
                     code_version(*ALIGN_CODE))
 
@@ -136,8 +137,8 @@ def _at_spec_paths(spec: AlignSpec, hit: dict[str, Any]) -> dict[str, Any]:
 def track_key(baseline: TrackInput, scans: list[TrackInput], lesions: LesionConfig, tracking: TrackingConfig) -> str:
     parts = []
     for item in [baseline, *sorted(scans, key=lambda s: s.scan.study_date)]:
-        parts.append([item.scan.study_date.isoformat(), file_digest(item.scan.mask_path) if item.scan.mask_path.is_file() else None,
-                      item.geometry.to_dict(),
+        parts.append([item.scan.study_date.isoformat(), file_digest(item.scan.mask_path) if item.scan.has_mask else None,
+                      item.geometry.to_dict(), [list(s) for s in item.scan.lesion_segments],
                       file_digest(item.transform_file) if item.transform_file and item.transform_file.is_file() else None])
     return make_key("track", TRACK_STAGE_VERSION, parts, lesions.model_dump(), tracking.model_dump(), code_version(*TRACK_CODE))
 

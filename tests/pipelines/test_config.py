@@ -58,8 +58,22 @@ def test_unknown_criterion_is_an_error(tmp_path):
 
 
 def test_missing_required_field(tmp_path):
-    with pytest.raises(ConfigError, match=r"dataset\.mask: Field required"):
+    with pytest.raises(ConfigError, match=r"dataset: .*`mask` \(the label map template\) is needed unless segmentations.source is archive"):
         load_config(_write(tmp_path, GOOD.replace('  mask: "{patient_id}/{study_date}/mask.nii.gz"\n', "")))
+
+
+def test_archive_segmentations_need_no_mask_and_take_series_rules(tmp_path):
+    text = GOOD.replace('  mask: "{patient_id}/{study_date}/mask.nii.gz"\n',
+                        "  segmentations: {source: archive, exclude: ['edema*']}\n"
+                        "  series: {measure: {kernel: ['*B30*'], slice_thickness_mm: [4, 6]}}\n")
+    text = "\n".join(line for line in text.splitlines() if "lesion_metadata" not in line) + "\n"
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.dataset.source == "archive" and cfg.dataset.mask is None
+    assert cfg.dataset.series_rule("measure").slice_thickness_mm == (4.0, 6.0)
+    with pytest.raises(ConfigError, match=r"slice_thickness_mm must be \[min, max\]"):
+        load_config(_write(tmp_path, text.replace("[4, 6]", "[6, 4]")))
+    with pytest.raises(ConfigError, match=r"series\.flair"):
+        load_config(_write(tmp_path, text.replace("measure:", "flair:")))
 
 
 def test_bad_template_field(tmp_path):
@@ -88,3 +102,8 @@ def test_missing_paths_name_field_line_and_path(tmp_path):
     message = str(exc.value)
     assert f"c.yaml:3: dataset.root: no such folder: {tmp_path / 'data'}" in message
     assert f"c.yaml:4: dataset.clinical: no such file: {tmp_path / 'nowhere.csv'}" in message
+
+
+def test_a_set_value_that_is_not_yaml_is_taken_as_text(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD), ["dataset.mask={patient_id}/{study_date}/seg.nii.gz"])
+    assert cfg.dataset.mask == "{patient_id}/{study_date}/seg.nii.gz"
