@@ -67,6 +67,7 @@ class RunData:
     lesions: list[dict[str, str]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     registrations: list[dict[str, str]] = field(default_factory=list)
+    series: list[dict[str, str]] = field(default_factory=list)  # series.csv: every series considered, chosen or not
     summary: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -155,6 +156,8 @@ def load_run(run_dir: Path) -> RunData:
     data.failures = _read_csv(run_dir / "failures.csv", data.problems)
     if (run_dir / "registrations.csv").is_file():  # runs that register their scans
         data.registrations = _read_csv(run_dir / "registrations.csv", data.problems)
+    if (run_dir / "series.csv").is_file():  # DICOM runs: which series each time point measured, and why
+        data.series = _read_csv(run_dir / "series.csv", data.problems)
     data.summary = _read_json(run_dir / "summary.json", data.problems)
     data.provenance = _read_json(run_dir / "provenance.json", data.problems)
     return data
@@ -241,6 +244,7 @@ tr.failed td { background: #fff0e6; }
 .f-possible_pseudoprogression, .f-pseudoprogression_confirmed { background: #f3dcea; border-color: #CC79A7; }
 .f-progression_confirmed, .f-hyperprogression { background: #fbe0cf; border-color: #D55E00; }
 .fail { color: #9a3300; }
+.series { color: #555; font-size: 0.9em; }
 figure.plot { margin: 8px 0 18px; }
 figure.plot img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: var(--muted); font-size: 0.88em; max-width: 75em; }
@@ -273,6 +277,8 @@ class _Page:
         for per_patient in self.by_crit_patient.values():
             for rows in per_patient.values():
                 rows.sort(key=_call_order)
+        self.chosen_series: dict[tuple[str, str], dict[str, str]] = {
+            (r.get("patient_id", ""), r.get("date", "")): r for r in data.series if r.get("chosen") == "True"}
         self.failures_by_patient: dict[str, list[dict[str, str]]] = defaultdict(list)
         for f in data.failures:
             self.failures_by_patient[f.get("patient_id", "")].append(f)
@@ -440,13 +446,20 @@ class _Page:
         parts.append(self._snapshots(index, patient))
         return "\n".join(parts)
 
+    def _series_line(self, patient: str, date_text: str) -> str:
+        """The series a time point measured and why (series.csv), as a line under the call's reason."""
+        row = self.chosen_series.get((patient, date_text))
+        if row is None:
+            return ""
+        return f'<br><span class="series">measured on {esc(row.get("reason", ""))}</span>'
+
     def _timeline(self, patient: str, rows: Sequence[TimePointCall]) -> str:
         measures = [m for m in MEASURES if any(r.sums.get(m) is not None for r in rows)]
         failed = {f.get("date", ""): f for f in self.failures_by_patient.get(patient, []) if f.get("date")}
         lines: list[tuple[tuple[Any, ...], str]] = []
         for r in rows:
             fail = failed.get(r.date_text)
-            reason = esc(r.reason)
+            reason = esc(r.reason) + self._series_line(patient, r.date_text)
             if fail:
                 reason += (f'<br><span class="fail">scan failed ({esc(fail.get("stage", ""))}): '
                            f'{esc(fail.get("reason", ""))}</span>')

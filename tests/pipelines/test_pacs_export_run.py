@@ -55,6 +55,8 @@ def test_every_time_point_is_assessed_on_the_referenced_series(run) -> None:
             chosen = [r for r in series if (r["patient_id"], r["date"]) == key]
             assert [r["series_uid"] for r in chosen] == [measured["series_uid"]]
             assert "segmentation" in chosen[0]["reason"]  # chosen because the segmentation references it
+    report = (out / "report" / "index.html").read_text()
+    assert report.count("measured on series") == sum(len(p["studies"]) for p in truth["patients"])
     # every other series of every study has a row saying why it was not measured
     others = [r for r in _rows(out / "series.csv") if r["chosen"] == "False"]
     assert others and all(r["reason"] for r in others)
@@ -99,8 +101,9 @@ def test_overlapping_lesion_segments_are_measured_each_on_its_own_mask(pacs_expo
         (gtv,) = study["lesions"]
         assert float(rows["GTV"]["volume_mm3"]) == pytest.approx(gtv["volume_mm3"], rel=1e-4)
         assert float(rows["Edema"]["volume_mm3"]) > 1.5 * gtv["volume_mm3"]
-    summary = (out / "summary.json").read_text()
-    assert "lesion segments 'GTV' and 'Edema' overlap" in summary or "lesion segments 'Edema' and 'GTV' overlap" in summary
+    report = (out / "report" / "index.html").read_text()
+    for text in ((out / "summary.json").read_text(), report.replace("&#x27;", "'")):
+        assert "lesion segments 'GTV' and 'Edema' overlap" in text or "lesion segments 'Edema' and 'GTV' overlap" in text
 
 
 def test_a_study_the_rules_cannot_decide_is_refused_with_the_candidates(pacs_export_archive, tmp_path) -> None:
