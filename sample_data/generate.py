@@ -946,6 +946,16 @@ def build_patient(p: dict, data_dir: Path, out_root: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` where ``out`` is, by renames: a reader sees the old or the new one."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def _remove_stale_temporaries(out: Path) -> None:
     """Remove ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` siblings left by killed runs."""
     for p in out.parent.glob(f".{out.name}.*-*"):
@@ -1010,12 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         results.sort(key=lambda r: r["patient_id"])
         _write_clinical_csv(tmp / "clinical.csv")
         _write_visits_csv(tmp / "visits.csv")
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1288,12 +1288,7 @@ def build_pacs_export(sample_root: Path, out: Path, jobs: int | None = None) -> 
             "non_dicom_files": non_dicom, "patients": patients,
         }
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old.exists():
-            shutil.rmtree(old)
+        gen.swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

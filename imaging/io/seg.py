@@ -20,6 +20,17 @@ from imaging.io.errors import MaskError
 from imaging.io.geometry import LoadedVolume
 
 
+def _segread(p: Path):  # noqa: ANN202 - highdicom.seg.Segmentation
+    import highdicom as hd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return hd.seg.segread(p)
+    except Exception as exc:  # highdicom/pydicom raise many types on non-SEG or broken files
+        raise MaskError(f"{p}: unreadable DICOM SEG ({type(exc).__name__}: {exc})") from exc
+
+
 def read_seg(path: str | os.PathLike[str]) -> LoadedVolume:
     """Read a DICOM SEG into a UInt16 label image on its own grid (label = segment number).
 
@@ -28,15 +39,8 @@ def read_seg(path: str | os.PathLike[str]) -> LoadedVolume:
     MaskError
         Not a SEG, or frames that do not form a regularly spaced volume.
     """
-    import highdicom as hd
-
     p = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            seg = hd.seg.segread(p)
-    except Exception as exc:  # highdicom/pydicom raise many types on non-SEG or broken files
-        raise MaskError(f"{p}: unreadable DICOM SEG ({type(exc).__name__}: {exc})") from exc
+    seg = _segread(p)
     numbers = list(seg.segment_numbers)
     if not numbers:
         raise MaskError(f"{p}: DICOM SEG without segments")
@@ -87,15 +91,8 @@ def read_seg_segments(path: str | os.PathLike[str], numbers: Sequence[int] | Non
     MaskError
         As :func:`read_seg`, or a segment number the file does not have.
     """
-    import highdicom as hd
-
     p = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            seg = hd.seg.segread(p)
-    except Exception as exc:  # highdicom/pydicom raise many types on non-SEG or broken files
-        raise MaskError(f"{p}: unreadable DICOM SEG ({type(exc).__name__}: {exc})") from exc
+    seg = _segread(p)
     available = list(seg.segment_numbers)
     wanted = list(numbers) if numbers is not None else available
     missing = sorted(set(wanted) - set(available))
