@@ -116,3 +116,30 @@ def test_a_study_the_rules_cannot_decide_is_refused_with_the_candidates(pacs_exp
     mr = [f for f in failures if "MR" in f["reason"] and "dataset.series.measure" in f["reason"]]
     assert mr, failures
     assert "series" in mr[0]["reason"] and result.exit_code == 1
+
+
+def test_a_follow_up_without_its_segmentation_gets_the_baseline_lesions_carried_over(pacs_export_archive, tmp_path):
+    """The last CT study's SEG is missing: its series is chosen by the policy (the soft-tissue 5 mm
+    reconstruction, not the lung kernel), and the baseline's L1 is carried over by registration and measured."""
+    import shutil
+
+    root, truth = pacs_export_archive
+    copy = tmp_path / "archive"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".tumor-response-index*"))
+    ct = next(p for p in truth["patients"] if p["modality"] == "CT")
+    last = ct["studies"][-1]
+    for seg in last["segmentations"]:
+        (copy / seg["path"]).unlink()
+    out = tmp_path / "out"
+    result = _run(copy, out)
+    assert result.exit_code == 0, result.output
+    key = (ct["patient_id"], last["date"])
+    measured = next(s for s in last["series"] if s["role"] == "measure")
+    (chosen,) = [r for r in _rows(out / "series.csv") if (r["patient_id"], r["date"]) == key and r["chosen"] == "True"]
+    assert chosen["series_uid"] == measured["series_uid"] and "soft-tissue" in chosen["reason"]
+    (row,) = [r for r in _rows(out / "lesions.csv") if (r["patient_id"], r["date"]) == key]
+    (lesion,) = last["lesions"]
+    assert row["lesion_id"] == "L1" and row["status"] == "present"
+    # segmented afresh from the carried-over outline: close to the reader's, not identical
+    assert float(row["long_axis_mm"]) == pytest.approx(lesion["long_axis_mm"], rel=0.15)
+    assert (out / "masks").is_dir()
