@@ -136,13 +136,22 @@ def read_segment_masks(
             out.append(SegmentMask(number, image, int(np.count_nonzero(arrays[number]))))
         return out, problems
     if sop_class == SEG_STORAGE:
-        from imaging.io.seg import read_seg_segments
+        from imaging.io.seg import read_seg_segments, seg_frames_on_grid
 
+        placed = seg_frames_on_grid(p, reference, list(numbers), tol_mm=tol_mm)
+        if placed is not None:  # frames on the image's own slices: exact, nothing resampled
+            for number in numbers:
+                image = sitk.GetImageFromArray(placed[number].astype(np.uint8))
+                image.CopyInformation(reference)
+                out.append(SegmentMask(number, image, int(np.count_nonzero(placed[number]))))
+            return out, problems
         for number, image in read_seg_segments(p, list(numbers)).items():
             aligned = _paste_subgrid(image, reference, tol_mm)
-            if aligned is not None and not sitk.GetArrayViewFromImage(aligned).any() \
-                    and sitk.GetArrayViewFromImage(image).any():
-                raise MaskError(f"{p}: segment {number} lies outside its image's grid")
+            if aligned is not None:
+                lost = int(np.count_nonzero(sitk.GetArrayViewFromImage(image))) - int(
+                    np.count_nonzero(sitk.GetArrayViewFromImage(aligned)))
+                if lost:
+                    raise MaskError(f"{p}: {lost} voxel(s) of segment {number} lie outside its image's grid")
             if aligned is None:  # frames not on the image's voxels: nearest neighbour, said in the problems
                 aligned = sitk.Cast(_align(sitk.Cast(image, sitk.sitkUInt16), reference, p, tol_mm, problems), sitk.sitkUInt8)
             out.append(SegmentMask(number, aligned, int(np.count_nonzero(sitk.GetArrayViewFromImage(aligned)))))
