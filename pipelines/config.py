@@ -138,6 +138,12 @@ class DatasetConfig(_Strict):
             raise ValueError("`mask` (the label map template) is needed unless segmentations.source is archive")
         if self.source == "archive" and self.kind != "dicom":
             raise ValueError("segmentations.source: archive needs a DICOM dataset (kind: dicom)")
+        if self.source == "archive" and self.mask is not None:
+            raise ValueError("segmentations.source: archive reads the SEG/RTSTRUCT inside the archive; `mask` (a label map "
+                             "template) is for source: files. Leave one of them out")
+        if self.source == "files" and (self.segmentations.include or self.segmentations.exclude):
+            raise ValueError("segmentations.include/exclude name segments of the archive's SEG/RTSTRUCT (source: archive); "
+                             "a label map's values are lesions by themselves")
         if self.source == "archive" and self.lesion_metadata:
             raise ValueError("lesion_metadata sidecars name label values; with segmentations.source: archive each lesion is "
                              "named by its segment label or ROI name, so leave lesion_metadata out")
@@ -278,6 +284,13 @@ class RunConfig(_Strict):
     registration: RegistrationSettings = RegistrationSettings()
     tracking: TrackingConfig = TrackingConfig()
     cache: bool = Field(default=True, description="reuse stage results whose inputs, settings and code are unchanged")
+
+    @model_validator(mode="after")
+    def _segments_are_lesions(self) -> RunConfig:
+        if self.dataset.source == "archive" and self.lesions.mode == "components":
+            raise ValueError("lesions.mode: components renumbers a label map's blobs; with segmentations.source: archive "
+                             "each lesion is a named segment (use lesions.mode: labels)")
+        return self
 
     def resolved(self, base_dir: Path) -> RunConfig:
         """The same config with every relative path made absolute against ``base_dir``."""

@@ -160,6 +160,7 @@ def export_run(
     """
     from imaging.io import ImagingError, load_label_map, load_series
     from imaging.report.dicom_seg import DicomExportError
+    from pipelines.stages import StageError
 
     run = Path(run_dir)
     out = Path(out_dir)
@@ -209,13 +210,19 @@ def export_run(
                 continue
             try:
                 image = load_series(tp.series)
-                mask = tp.mask_path
-                if not mask.is_file():  # the run carried the baseline's lesions over to this scan
-                    mask = run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
-                labels = load_label_map(mask, image)
+                if tp.has_mask and tp.segmentation is not None:
+                    # The archive's SEG/RTSTRUCT: its lesion segments only, labelled as the run labelled them.
+                    from pipelines.stages import segment_lesions
+
+                    labels = segment_lesions(tp, image, config.lesions)[0]
+                else:
+                    mask = tp.mask_path
+                    if not tp.has_mask:  # the run carried the baseline's lesions over to this scan
+                        mask = run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
+                    labels = load_label_map(mask, image)
                 written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
                                             out / safe_name(out_id) / key[1], anon, out_id)
-            except (ImagingError, DicomExportError, ValueError, OSError) as exc:
+            except (ImagingError, DicomExportError, ValueError, OSError, StageError) as exc:
                 reason = anon.text(f"{type(exc).__name__}: {exc}")
                 summary.failed.append(f"{where}: {reason}")
                 log.error("export %s failed: %s", where, reason)

@@ -107,3 +107,18 @@ def test_missing_paths_name_field_line_and_path(tmp_path):
 def test_a_set_value_that_is_not_yaml_is_taken_as_text(tmp_path):
     cfg = load_config(_write(tmp_path, GOOD), ["dataset.mask={patient_id}/{study_date}/seg.nii.gz"])
     assert cfg.dataset.mask == "{patient_id}/{study_date}/seg.nii.gz"
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("dataset.mask=m.nii.gz", r"`mask` \(a label map template\) is for source: files"),
+    ("lesions.mode=components", r"lesions.mode: components renumbers"),
+])
+def test_archive_segmentations_refuse_settings_that_would_be_ignored(tmp_path, setting, message):
+    text = GOOD.replace('  mask: "{patient_id}/{study_date}/mask.nii.gz"\n', "  segmentations: {source: archive}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text), [setting])
+
+
+def test_include_exclude_need_archive_segmentations(tmp_path):
+    with pytest.raises(ConfigError, match=r"include/exclude name segments"):
+        load_config(_write(tmp_path, GOOD), ["dataset.segmentations.exclude=[edema*]"])

@@ -111,7 +111,8 @@ def test_a_study_the_rules_cannot_decide_is_refused_with_the_candidates(pacs_exp
     cannot choose between: the time point fails naming them and a rule that would separate them."""
     root, _ = pacs_export_archive
     out = tmp_path / "out"
-    result = _run(root, out, "dataset.segmentations.source=files", "dataset.mask={patient_id}/{study_date}/none.nii.gz")
+    result = _run(root, out, "dataset.segmentations.source=files", "dataset.segmentations.exclude=[]",
+                  "dataset.mask={patient_id}/{study_date}/none.nii.gz")
     failures = _rows(out / "failures.csv")
     mr = [f for f in failures if "MR" in f["reason"] and "dataset.series.measure" in f["reason"]]
     assert mr, failures
@@ -143,3 +144,26 @@ def test_a_follow_up_without_its_segmentation_gets_the_baseline_lesions_carried_
     # segmented afresh from the carried-over outline: close to the reader's, not identical
     assert float(row["long_axis_mm"]) == pytest.approx(lesion["long_axis_mm"], rel=0.15)
     assert (out / "masks").is_dir()
+
+
+def test_dicom_export_of_an_archive_run_holds_the_lesions_only(pacs_export_archive, tmp_path) -> None:
+    """outputs.dicom on an archive run: each exported SEG holds the run's lesion segments under their names,
+    not the reader's organs or oedema, and its volume is the run's."""
+    import highdicom as hd
+    import numpy as np
+
+    root, truth = pacs_export_archive
+    out = tmp_path / "out"
+    result = _run(root, out, "outputs.dicom=true", "tracking.method=labels")
+    assert result.exit_code == 0, result.output
+    lesions = {(r["patient_id"], r["date"]): r for r in _rows(out / "lesions.csv")}
+    segs = sorted((out / "dicom").rglob("lesions-seg.dcm"))
+    assert len(segs) == sum(len(p["studies"]) for p in truth["patients"])
+    for path in segs:
+        seg = hd.seg.segread(path)
+        (number,) = seg.segment_numbers
+        label = seg.get_segment_description(number).segment_label
+        row = lesions[(path.parent.parent.name, path.parent.name)]
+        assert label == row["lesion_id"]
+        voxels = int(np.count_nonzero(seg.get_volume(combine_segments=True, allow_missing_positions=True).array))
+        assert voxels == int(row["n_voxels"])
