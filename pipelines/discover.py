@@ -222,6 +222,13 @@ def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery
             refs = links.by_series.get(series.series_uid, []) if series is not None else []
             if refs:
                 ordered = sorted(refs, key=lambda r: (r.content_datetime, r.sop_uid), reverse=dataset.segmentations.choose == "newest")
+                tied = [r for r in ordered if r.content_datetime == ordered[0].content_datetime]
+                if len(tied) > 1:
+                    problem = problem or (
+                        f"{len(tied)} segmentations of series {series.series_uid if series else '?'} have the same content "
+                        f"date and time ({ordered[0].content_datetime or 'none'}): {', '.join(str(r.path) for r in tied)}; "
+                        "which read to use cannot be told (segmentations.choose orders by that date): remove the others "
+                        "from the archive")
                 segmentation = ordered[0]
                 mask_path = segmentation.path
                 for other in ordered[1:]:

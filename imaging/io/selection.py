@@ -575,7 +575,10 @@ def select_series(
                 c.reasons_rejected.append(why_not)
     steps = ["the default policy", "the rule"]
     remaining = [c for c in cands if c.ok]
-    if remaining and all(c.volume.modality == "CT" for c in remaining):
+    # Scans with and without contrast are different examinations, not reconstructions of one: a kernel or a
+    # thickness never chooses between them (nor would one follow-up then be measured on the other phase).
+    phases = {contrast_state(c.volume) for c in remaining}
+    if remaining and all(c.volume.modality == "CT" for c in remaining) and not {True, False} <= phases:
         _rank_ct(remaining)
         steps.append("the CT preferences (soft-tissue kernel, thinnest slices up to 5 mm)")
     remaining = [c for c in cands if c.ok]

@@ -303,3 +303,15 @@ def test_rule_validation():
     with pytest.raises(ValueError, match="slice_thickness_mm"):
         SeriesRule(slice_thickness_mm=(6, 4))
     assert SeriesRule(kernel="B30f").kernel == ("B30f",)  # type: ignore[arg-type]
+
+
+def test_ct_with_and_without_contrast_is_not_chosen_by_kernel_or_thickness():
+    """A native 2 mm and a portal-venous 5 mm series are two examinations: the thinner one is not taken
+    for being thinner; the time point is refused with `contrast` as the rule that decides."""
+    native = _vol("native", 1, "Abdomen nativ 2.0 B30f", kernel="B30f", thickness=2.0)
+    venous = _vol("venous", 2, "Abdomen PV 5.0 B30f", kernel="B30f", thickness=5.0, agent="Iomeron")
+    choice = select_series([native, venous], SeriesRule(), rule_path="dataset.series.measure")
+    assert choice.chosen is None
+    assert "dataset.series.measure.contrast" in choice.error
+    picked = select_series([native, venous], SeriesRule(contrast="required"))
+    assert picked.chosen is venous
