@@ -155,11 +155,16 @@ class DisclosureFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.anon.text(record.getMessage()), None
+        if record.exc_info and not record.exc_text:  # a traceback names files and values too
+            record.exc_text = self.anon.text(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = self.anon.text(record.stack_info)
         return True
 
 
-#: A DICOM UID in free text (at least five numeric components; version numbers have fewer).
-_UID_TOKEN = re.compile(r"(?<![\w.])(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*)){4,}(?![\w.])")
+#: A DICOM UID in free text: a UUID-derived 2.25.<n>, or at least five numeric components (version numbers have
+#: fewer); it may end a sentence or a file name (<uid>.dcm).
+_UID_TOKEN = re.compile(r"(?<![\w.])(?:2\.25\.\d+|(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*)){4,})(?!\w|\.\d)")
 
 
 # --- DICOM objects: PS3.15 Annex E Basic Application Level Confidentiality Profile -------------------------
@@ -275,8 +280,10 @@ def deidentify_dicom(ds: Any, *, patient_id: str, uid: Callable[[str], str] | No
       the source (Study Description, ...) are removed by the profile.
 
     Patient Name and Patient ID become ``patient_id`` (the run's output id). Private attributes are
-    removed. ``identity_removed`` declares Patient Identity Removed YES (the id is a pseudonym);
-    otherwise NO, and the method text says the Patient ID was kept as the run's patient key.
+    removed. ``identity_removed`` declares Patient Identity Removed YES (the id is a pseudonym) and
+    records the profile and its options in the De-identification Method Code Sequence; otherwise the
+    object is not de-identified in PS3.15's sense (its Patient ID is the run's patient key): Patient
+    Identity Removed is NO, no profile code is claimed, and the method text says what was done.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DicomSequence
@@ -290,15 +297,17 @@ def deidentify_dicom(ds: Any, *, patient_id: str, uid: Callable[[str], str] | No
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.PatientName = f"{patient_id}^"  # family-name component: a PN with no "^" is the retired ACR-NEMA form
     ds.PatientID = patient_id
-    codes = ([BASIC_PROFILE, RETAIN_FULL_DATES, CLEAN_STRUCTURED_CONTENT] + ([CLEAN_DESCRIPTORS] if kept else [])
-             + ([RETAIN_UIDS] if uid is None else []))
-    items = []
-    for value, meaning in codes:
-        item = Dataset()
-        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
-        items.append(item)
-    ds.DeidentificationMethodCodeSequence = DicomSequence(items)
     ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
+    if identity_removed:
+        # Only then is the object de-identified as PS3.15 means it (E.1.1): the profile's codes say how.
+        codes = ([BASIC_PROFILE, RETAIN_FULL_DATES, CLEAN_STRUCTURED_CONTENT] + ([CLEAN_DESCRIPTORS] if kept else [])
+                 + ([RETAIN_UIDS] if uid is None else []))
+        items = []
+        for value, meaning in codes:
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = DicomSequence(items)
     edition = PROFILE_EDITION.removeprefix("dicomfields_")
     ds.DeidentificationMethod = (f"PS3.15 Basic Profile {edition}; " +  # LO: at most 64 characters
-                                 ("PatientID pseudonym" if identity_removed else "PatientID kept as run key"))
+                                 ("PatientID pseudonym" if identity_removed else "except PatientID (run key)"))

@@ -348,7 +348,7 @@ def _series_label(uid: str, volumes: dict[str, SeriesInfo]) -> str:
     if v is None:
         return uid
     number = f"series {v.series_number} " if v.series_number is not None else ""
-    return f"{number}{uid} ({v.series_description or v.modality})"
+    return f"{number}{uid} ('{v.series_description}')" if v.series_description else f"{number}{uid} ({v.modality})"
 
 
 def link_segmentations(

@@ -239,11 +239,14 @@ def test_pseudonymised_run_shows_no_identifier_and_no_source_uid(marker_archive,
 def test_free_text_disclosure_is_whole_word_and_idempotent():
     anon = Pseudonymiser(PrivacyConfig(pseudonymise=True, key=KEY))
     anon.register(["P1", "P10"])
-    text = "patient P1 and P10 (not XP1, not P1X); /data/P1/2024-01-02; series 1.2.840.113619.2.55.3.1234 v3.1.4"
+    text = ("patient P1 and P10 (not XP1, not P1X); /data/P1/2024-01-02; series 1.2.840.113619.2.55.3.1234 v3.1.4; "
+            "file /a/1.2.840.113619.2.55.3.99.dcm; instance 2.25.1234567890123.")
     once = anon.text(text)
     assert anon.patient("P1") in once and anon.patient("P10") in once
     assert "XP1" in once and "P1X" in once and "v3.1.4" in once  # other words and version numbers untouched
     assert "1.2.840.113619.2.55.3.1234" not in once and anon.uid("1.2.840.113619.2.55.3.1234") in once
+    assert f"/a/{anon.uid('1.2.840.113619.2.55.3.99')}.dcm" in once  # a UID that names a file
+    assert f"instance {anon.uid('2.25.1234567890123')}." in once  # a UUID-derived UID ending a sentence
     assert anon.text(once) == once  # a message disclosed by one writer and logged by another: the same
     plain = Pseudonymiser(PrivacyConfig())
     plain.register(["P1"])
@@ -289,3 +292,26 @@ def test_deidentify_dicom_cleans_every_nesting_level_and_keeps_what_its_options_
     assert (ds.PatientName, ds.PatientID, ds.PatientIdentityRemoved) == ("anon-1^", "anon-1", "YES")
     codes = [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
     assert codes == ["113100", "113106", "113104", "113105"]  # no 113110: the UIDs were replaced
+
+
+def test_a_logged_traceback_is_disclosed_like_its_message(tmp_path):
+    import logging
+
+    from pipelines.outputs import RunOutputs
+
+    anon = Pseudonymiser(PrivacyConfig(pseudonymise=True, key=KEY))
+    anon.register(["MRN0042"])
+    handler = RunOutputs(tmp_path, anon).log_handler("t.log")
+    log = logging.getLogger("tumor_response.test_privacy")
+    log.addHandler(handler)
+    try:
+        try:
+            raise ValueError("cannot read /archive/MRN0042/1.2.840.113619.2.55.3.7.dcm")
+        except ValueError:
+            log.exception("export of MRN0042 failed")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "t.log").read_text()
+    assert "Traceback" in text and "MRN0042" not in text and "1.2.840.113619.2.55.3.7" not in text
+    assert anon.patient("MRN0042") in text
