@@ -21,16 +21,21 @@ MEASURE_STAGE_VERSION = 3  # 2: cached results carry no identity; 3: radiomics i
 MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pipelines.stages", "pipelines.discover")
 
 
+def _volume(tp: TimepointSource) -> list:
+    """Which volume of its files a time point is (several volumes may share files: multi-frame, split series)."""
+    if tp.series is None:
+        return []
+    return [tp.series.volume_id.partition("#")[2], [list(f) for f in tp.series.frames]]
+
+
 def measure_key(tp: TimepointSource, lesions: LesionConfig, extras: Extras | None = None) -> str:
-    inputs = list(tp.series.files) if tp.series is not None else []
-    if tp.image_path is not None and tp.image_path.is_file():
-        inputs.append(tp.image_path)
+    inputs = _source_inputs(tp)
     if tp.has_mask:
         inputs.append(tp.mask_path)
     radiomics = None
     if extras is not None and extras.radiomics_params is not None:
         radiomics = [file_digest(extras.radiomics_params), list(extras.mr_settings)]
-    return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), lesions.model_dump(), radiomics,
+    return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), _volume(tp), lesions.model_dump(), radiomics,
                     [list(s) for s in tp.lesion_segments], code_version(*MEASURE_CODE))
 
 
@@ -80,8 +85,8 @@ def _source_inputs(tp: TimepointSource) -> list[Path]:
 def align_key(spec: AlignSpec, settings: RegistrationSettings, lesions: LesionConfig) -> str:
     masks = [tp.mask_path for tp in (spec.baseline, spec.scan) if tp.has_mask]
     landmarks = [file_digest(p) if p.is_file() else None for p in spec.landmarks] if spec.landmarks else None
-    return make_key("align", ALIGN_STAGE_VERSION, files_digest(_source_inputs(spec.baseline)),
-                    files_digest(_source_inputs(spec.scan)), [file_digest(p) for p in masks],
+    return make_key("align", ALIGN_STAGE_VERSION, files_digest(_source_inputs(spec.baseline)), _volume(spec.baseline),
+                    files_digest(_source_inputs(spec.scan)), _volume(spec.scan), [file_digest(p) for p in masks],
                     [spec.baseline.has_mask, spec.scan.has_mask],
                     [[list(s) for s in tp.lesion_segments] for tp in (spec.baseline, spec.scan)],
                     spec.transform_path is not None, settings.model_dump(), lesions.model_dump(), landmarks,

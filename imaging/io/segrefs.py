@@ -404,6 +404,12 @@ def link_segmentations(
         if not targets:
             links.unlinked.append((seg, reason))
             continue
+        others = [u for u in targets if (first[u].patient_id, first[u].study_uid) != (seg.patient_id, seg.study_uid)]
+        if others:  # the same UIDs under another patient or study (a merged or re-identified export): not ours to pick
+            v = first[others[0]]
+            links.unlinked.append((seg, f"it references series {others[0]} of patient {v.patient_id}, study {v.study_uid}, "
+                                        f"but is itself of patient {seg.patient_id}, study {seg.study_uid}"))
+            continue
         links.how[seg.sop_uid] = how
         links.series_of[seg.sop_uid] = targets
         for uid in targets:

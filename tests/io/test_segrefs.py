@@ -342,3 +342,16 @@ def test_linking_is_independent_of_input_order(tmp_path):
     b = link_segmentations(list(reversed(volumes)), list(reversed(scan.segmentations)), list(reversed(scan.headers)))
     assert a == b
     assert [s.content_datetime for s in a.by_series[UIDS["soft5"]]] == ["20240109120000", "20240106120000", "20240103120000"]
+
+
+def test_a_segmentation_of_another_patient_is_not_linked_to_these_images(tmp_path):
+    """The same series UIDs under another PatientID (a merged or re-identified export): never attached."""
+    files = write_ct_study(tmp_path)
+    seg = make_seg(files["soft5"])
+    seg.PatientID = "P2"
+    save(seg, tmp_path / "seg.dcm")
+    scan, volumes = _crawl(tmp_path)
+    links = link_segmentations(volumes, scan.segmentations, headers=scan.headers)
+    assert links.by_series == {}
+    ((ref, why),) = links.unlinked
+    assert "patient P1" in why and "patient P2" in why
