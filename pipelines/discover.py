@@ -57,6 +57,8 @@ class Discovery:
     series_rows: list[dict] = field(default_factory=list)
     #: Archive segmentations: per patient, label value -> lesion (named after its segment).
     lesion_metadata: dict[str, dict] = field(default_factory=dict)
+    #: Header free text the outputs withhold unless identifiers are kept (RTSTRUCT ROI names).
+    free_text: set[str] = field(default_factory=set)
 
 
 class ClinicalContext(BaseModel):
@@ -115,14 +117,18 @@ def load_visits(path: Path | None) -> dict[str, list[Visit]]:
     return out
 
 
-def discover(dataset: DatasetConfig, catalogue: Path | None = None) -> Discovery:
+def discover(dataset: DatasetConfig, catalogue: Path | None = None, *, roi_names: bool = False) -> Discovery:
     """Find every patient's time points: a DICOM crawl, or a NIfTI folder layout (by ``dataset.kind``).
 
     ``catalogue``: an SQLite header catalogue for the DICOM crawl (a rerun re-reads only changed files).
+    ``roi_names``: archive RTSTRUCT lesions are named by their ROI names (``privacy.keep_identifiers``);
+    otherwise ``R1``, ``R2`` ... in the order of their names, since ROI Name is free text that PS3.15's
+    Basic Profile empties (the names are still the lesions' identity across time points, and are listed
+    in :attr:`Discovery.free_text` for the outputs to withhold).
     """
     if dataset.kind == "nifti":
         return _discover_nifti(dataset)
-    return _discover_dicom(dataset, catalogue)
+    return _discover_dicom(dataset, catalogue, roi_names)
 
 
 def _discover_nifti(dataset: DatasetConfig) -> Discovery:
@@ -168,7 +174,7 @@ def _rule(dataset: DatasetConfig, role: str = "measure"):  # noqa: ANN202 - imag
     )
 
 
-def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery:
+def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None, roi_names: bool = False) -> Discovery:
     """Crawl ``dataset.root``; one time point per (patient, study), on the series chosen for it.
 
     The series is the one the study's segmentation references (``segmentations.source: archive``),
@@ -246,11 +252,11 @@ def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None) -> Discovery
     for tps in found.patients.values():
         tps.sort(key=lambda t: t.study_date)
     if archive:
-        _name_lesions(found, dataset)
+        _name_lesions(found, dataset, roi_names)
     return found
 
 
-def _name_lesions(found: Discovery, dataset: DatasetConfig) -> None:
+def _name_lesions(found: Discovery, dataset: DatasetConfig, roi_names: bool) -> None:
     """Archive segmentations: which segments are lesions, and one label value per lesion name per patient.
 
     The segment label / ROI name is the lesion's identity across time points; its organ comes from the
@@ -267,6 +273,8 @@ def _name_lesions(found: Discovery, dataset: DatasetConfig) -> None:
             if tp.segmentation is None:
                 continue
             chosen = []
+            if tp.segmentation.kind == "RTSTRUCT":
+                found.free_text.update(item.name for item in tp.segmentation.items)
             for item in tp.segmentation.items:
                 ok, why = lesion_segment(item.name, item.kind, item.category, include=include, exclude=exclude)
                 if ok:
@@ -282,6 +290,7 @@ def _name_lesions(found: Discovery, dataset: DatasetConfig) -> None:
                                       "lesion segment (see dataset.segmentations.include/exclude)")
         names = sorted({name for chosen in picks.values() for _, name in chosen}, key=str.lower)
         label_of = {name: k for k, name in enumerate(names, start=1)}
+        shown = {name: name if roi_names or name not in found.free_text else f"R{k}" for name, k in label_of.items()}
         duplicates = {name for chosen in picks.values() for name in {n for _, n in chosen}
                       if sum(1 for _, n in chosen if n == name) > 1}
         for i, chosen in picks.items():
@@ -292,9 +301,10 @@ def _name_lesions(found: Discovery, dataset: DatasetConfig) -> None:
                     f"{tp.segmentation.path if tp.segmentation else ''}: segment name(s) {twice} given to more than one "
                     "segment; a lesion's name is its identity, so each must be unique (rename them, or exclude one)"))
                 continue
-            tps[i] = dataclasses.replace(tp, lesion_segments=tuple((number, label_of[name], name) for number, name in chosen))
+            tps[i] = dataclasses.replace(tp, lesion_segments=tuple((number, label_of[name], shown[name])
+                                                                   for number, name in chosen))
         found.lesion_metadata[patient_id] = {
-            label: LesionMetadata(lesion_id=name, organ=organs.get(name, "unknown")) for name, label in label_of.items()
+            label: LesionMetadata(lesion_id=shown[name], organ=organs.get(name, "unknown")) for name, label in label_of.items()
         }
 
 

@@ -187,9 +187,10 @@ def export_run(
         calls_by_tp[(row["patient_id"], row["date"])].append(row)
 
     wanted = set(patients) if patients is not None else None
-    found = discover(config.dataset)
+    found = discover(config.dataset, roi_names=config.privacy.keep_identifiers)
     anon.register(found.patients)
-    anon.register_descriptions(r[k] for r in found.series_rows for k in ("description", "contrast_agent"))
+    anon.register_descriptions([*(r[k] for r in found.series_rows for k in ("description", "contrast_agent")),
+                                *found.free_text])
     summary = ExportSummary()
     for patient_id in sorted(found.patients):
         out_id = anon.patient(patient_id)

@@ -449,7 +449,8 @@ def _run_locked(
     try:
         # The header catalogue speeds up reruns; it holds what the headers say (names, descriptions), so it lives
         # beside the archive it describes (where `index` keeps it too), never among the outputs.
-        found = discover(config.dataset, catalogue=default_catalogue(config.dataset.root))
+        found = discover(config.dataset, catalogue=default_catalogue(config.dataset.root),
+                         roi_names=config.privacy.keep_identifiers)
         summary.notes.extend(found.problems)
         if found.skipped_files:
             summary.notes.append(
@@ -461,7 +462,8 @@ def _run_locked(
         summary.n_patients = len(found.patients)
         summary.n_timepoints = sum(len(tps) for tps in found.patients.values())
         outputs.anon.register(found.patients)
-        outputs.anon.register_descriptions(r[k] for r in found.series_rows for k in ("description", "contrast_agent"))
+        outputs.anon.register_descriptions([*(r[k] for r in found.series_rows for k in ("description", "contrast_agent")),
+                                *found.free_text])
         staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs, found.lesion_metadata)
 
         for patient_id in sorted(found.patients):

@@ -65,14 +65,26 @@ def test_every_time_point_is_assessed_on_the_referenced_series(run) -> None:
 def test_long_axes_match_the_truth_and_no_organ_or_oedema_is_a_lesion(run) -> None:
     out, truth = run
     lesions = _rows(out / "lesions.csv")
-    assert {r["lesion_id"] for r in lesions} == {"L1", "GTV"}  # not 'Right lung', 'Edema', 'Brainstem', 'Eyes'
+    # not 'Right lung', 'Edema', 'Brainstem', 'Eyes'; the RTSTRUCT's GTV is R1 (ROI names are free text the Basic
+    # Profile empties), the SEG's segment label L1 stays
+    assert {r["lesion_id"] for r in lesions} == {"L1", "R1"}
     for patient in truth["patients"]:
         for study in patient["studies"]:
             (lesion,) = study["lesions"]
             (row,) = [r for r in lesions if (r["patient_id"], r["date"]) == (patient["patient_id"], study["date"])]
-            assert row["lesion_id"] == lesion["lesion_id"]
+            assert row["lesion_id"] == {"GTV": "R1"}.get(lesion["lesion_id"], lesion["lesion_id"])
             assert float(row["long_axis_mm"]) == pytest.approx(lesion["long_axis_mm"], abs=LONG_AXIS_TOLERANCE_MM)
             assert float(row["volume_mm3"]) == pytest.approx(lesion["volume_mm3"], rel=1e-4)  # voxel for voxel
+
+
+def test_no_roi_name_reaches_an_output_unless_identifiers_are_kept(run) -> None:
+    import re
+
+    out, _ = run
+    names = re.compile(r"\b(GTV|Edema|Brainstem|Eyes)\b")
+    hits = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+            and names.search(p.read_bytes().decode("latin-1"))}
+    assert hits == set()
 
 
 def test_the_newest_read_is_used_and_the_other_listed(run) -> None:
@@ -91,7 +103,8 @@ def test_overlapping_lesion_segments_are_measured_each_on_its_own_mask(pacs_expo
     over it: the 35 %-too-large sums of a flattened label map) and reports the overlap."""
     root, truth = pacs_export_archive
     out = tmp_path / "out"
-    result = _run(root, out, "dataset.segmentations.exclude=[]", "dataset.segmentations.include=[GTV, Edema, L1]")
+    result = _run(root, out, "dataset.segmentations.exclude=[]", "dataset.segmentations.include=[GTV, Edema, L1]",
+                  "privacy.keep_identifiers=true")
     assert result.exit_code == 0, result.output
     lesions = _rows(out / "lesions.csv")
     mr = next(p for p in truth["patients"] if p["modality"] == "MR")
