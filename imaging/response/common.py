@@ -249,6 +249,37 @@ def present_new_lesions(tp: Timepoint) -> tuple[NewLesion, ...]:
     return tuple(lesion for lesion in tp.new_lesions if lesion.long_axis_mm != 0)
 
 
+#: Flag of a time point where a new lesion is listed without the measurement the criterion would use.
+NEW_LESION_NOT_MEASURED = "new_lesion_not_measured"
+
+
+def new_lesion_measured(lesion: NewLesion) -> bool:
+    """Whether a new lesion has a diameter at this scan (nodes: short or long axis; others: long axis)."""
+    if lesion.nodal and lesion.short_axis_mm is not None:
+        return True
+    return lesion.long_axis_mm is not None
+
+
+def unmeasured_new_lesions(tp: Timepoint) -> tuple[str, ...]:
+    """Ids of the new lesions present at a scan but listed without a diameter.
+
+    The course file accepts ``long_axis_mm: null`` on a new lesion (course-format.md: null = not
+    evaluated at this scan). Such a lesion is present but **not measured**: it is never counted as 0 mm
+    (RECIST 1.1, Eisenhauer 2009, sec. 4.4.2, missing assessments: a sum with a lesion not evaluated is
+    not evaluable; the digest's sec. 4.3.3 reading lets PD from the measured lesions alone stand).
+    Lesions the reader called non-measurable (``measurable: false``) have no diameter by nature and are
+    not listed here.
+    """
+    return tuple(lesion.lesion for lesion in present_new_lesions(tp)
+                 if lesion.measurable is not False and not new_lesion_measured(lesion))
+
+
+def not_measured_note(ids: Sequence[str], consequence: str) -> str:
+    """Words for new lesions listed without their measurement, and what the criterion makes of it."""
+    detail = f"; {consequence}" if consequence else ""
+    return f"{', '.join(ids)} not measured (new lesion listed without a diameter: not evaluated, never 0 mm{detail})"
+
+
 def derived_status(entry: TargetLesion, nodal: bool) -> str:
     """Non-target status of a lesion followed from its measurements (demoted targets).
 

@@ -86,8 +86,11 @@ def hyperprogression_check(
 
     Only for courses on immunotherapy (course-format.md, ``context.immunotherapy``).
     Uses the latest pre-baseline scan at which every baseline target was
-    measured and the sum is > 0. Returns ``None`` when not on immunotherapy or
-    when the course has no targets.
+    measured and the sum is > 0. Ferte 2014's D is the sum over the same
+    lesions at both scans, so only complete sums are used: a target not
+    measured is never 0 mm (RECIST 1.1 sec. 4.4.2); with one at ``tp`` the
+    on-treatment rate, and the flag, are not evaluable. Returns ``None`` when
+    not on immunotherapy or when the course has no targets.
     """
     if not prep.course.context.immunotherapy or not prep.targets:
         return None

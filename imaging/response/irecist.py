@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from imaging.response.bor import BorNames, best_overall_response
 from imaging.response.common import (
@@ -18,6 +18,7 @@ from imaging.response.common import (
     EPS,
     NA,
     NE,
+    NEW_LESION_NOT_MEASURED,
     NON_CR_NON_PD,
     PD,
     PR,
@@ -27,6 +28,9 @@ from imaging.response.common import (
     finite_or_none,
     fmt_delta,
     fmt_mm,
+    not_measured_note,
+    present_new_lesions,
+    unmeasured_new_lesions,
     weeks_between,
 )
 from imaging.response.growth import hyperprogression_check
@@ -64,18 +68,23 @@ NEW_LESION_MEASURABLE_MM = 10.0
 # --------------------------------------------------------------------------- new-lesion bookkeeping
 
 
-def new_lesion_is_measurable(lesion: NewLesion) -> bool:
-    """Whether a new lesion can be a new-lesion target (NLT).
+def new_lesion_is_measurable(lesion: NewLesion) -> bool | None:
+    """Whether a new lesion can be a new-lesion target (NLT); ``None`` while that cannot be told.
 
     iRECIST, Seymour 2017 ("new lesions ... measurable by RECIST 1.1 size
     rules"): the reader's ``measurable`` when given, else >= 10 mm longest
-    diameter (nodes: >= 15 mm short axis).
+    diameter (nodes: >= 15 mm short axis). A lesion listed without the
+    diameter the rule needs is not evaluated, never 0 mm (RECIST 1.1 sec.
+    4.4.2): ``None``, and the lesion waits for its first measurement to be
+    sorted into NLT or NLNT. Exception: ``status: increase`` is defined for
+    non-measurable new lesions (course-format.md), so such a lesion is NLNT.
     """
     if lesion.measurable is not None:
         return lesion.measurable
-    if lesion.nodal:
-        return (lesion.short_axis_mm or 0.0) >= NODE_MEASURABLE_MIN_MM
-    return (lesion.long_axis_mm or 0.0) >= NEW_LESION_MEASURABLE_MM
+    size = lesion.short_axis_mm if lesion.nodal else lesion.long_axis_mm
+    if size is None:
+        return False if lesion.status == "increase" else None
+    return size >= (NODE_MEASURABLE_MIN_MM if lesion.nodal else NEW_LESION_MEASURABLE_MM)
 
 
 def new_lesion_size_mm(lesion: NewLesion) -> float | None:
@@ -87,44 +96,82 @@ def new_lesion_size_mm(lesion: NewLesion) -> float | None:
 
 def assign_new_lesion_targets(
     appearing: Sequence[NewLesion], nlt: dict[str, str | None], nlnt: set[str]
-) -> tuple[list[str], list[str]]:
-    """Sort newly appeared lesions into NLT and NLNT, updating ``nlt`` (id -> organ) and ``nlnt``.
+) -> tuple[list[str], list[str], list[str]]:
+    """Sort new lesions into NLT and NLNT, updating ``nlt`` (id -> organ) and ``nlnt``.
 
     iRECIST, Seymour 2017: measurable new lesions become new-lesion targets,
     up to 5 in all and 2 per organ (largest first, nodes one organ); the others
-    are new-lesion non-targets.
+    are new-lesion non-targets. A lesion whose measurability cannot be told yet
+    (listed without a diameter, :func:`new_lesion_is_measurable` ``None``) is
+    left unsorted until it is measured.
+
+    Returns
+    -------
+    (added NLT, added NLNT, still unsorted)
     """
     added_t: list[str] = []
     added_nt: list[str] = []
+    pending: list[str] = []
     ranked = sorted(appearing, key=lambda lesion: -(new_lesion_size_mm(lesion) or 0.0))
     for lesion in ranked:
+        measurable = new_lesion_is_measurable(lesion)
+        if measurable is None:
+            pending.append(lesion.lesion)
+            continue
         organ = "lymph node" if lesion.nodal else (lesion.organ or "").strip().lower() or None
         per_organ = sum(1 for o in nlt.values() if o is not None and o == organ)
-        if (new_lesion_is_measurable(lesion) and len(nlt) < NLT_MAX
-                and (organ is None or per_organ < NLT_MAX_PER_ORGAN)):
+        if measurable and len(nlt) < NLT_MAX and (organ is None or per_organ < NLT_MAX_PER_ORGAN):
             nlt[lesion.lesion] = organ
             added_t.append(lesion.lesion)
         else:
             nlnt.add(lesion.lesion)
             added_nt.append(lesion.lesion)
-    return added_t, added_nt
+    return added_t, added_nt, pending
 
 
-def new_lesion_target_sum_mm(tp: Timepoint, nlt_ids: Sequence[str]) -> float:
+@dataclass(frozen=True)
+class NltSum:
+    """The new-lesion-target sum at one scan.
+
+    Attributes
+    ----------
+    total
+        Sum over the NLTs measured at this scan, mm (an NLT no longer listed has resolved: 0).
+    missing
+        NLTs listed at this scan without a diameter: not evaluated, never 0 mm.
+    """
+
+    total: float
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def new_lesion_target_sum_mm(tp: Timepoint, nlt_ids: Sequence[str]) -> NltSum:
     """Sum of diameters of the new-lesion targets at a scan (kept apart from the SOD), mm.
 
-    iRECIST, Seymour 2017. An NLT no longer listed counts 0 (resolved); one
-    listed without a size is left out.
+    iRECIST, Seymour 2017. An NLT no longer listed counts 0 (resolved). One
+    listed without a diameter is not evaluated: it is left out of ``total`` and
+    named in ``missing``, and the sum is then not evaluable as a whole -- the
+    RECIST 1.1 rule for targets (Eisenhauer 2009, sec. 4.4.2; the digest's
+    sec. 4.3.3) applied to the NLT sum: it does not become the NLT nadir, and
+    progression is called from it only when the measured NLTs alone meet it.
     """
     by_id = {lesion.lesion: lesion for lesion in tp.new_lesions}
     total = 0.0
+    missing: list[str] = []
     for lesion_id in nlt_ids:
         lesion = by_id.get(lesion_id)
         if lesion is None:
             continue
         size = new_lesion_size_mm(lesion)
-        total += size or 0.0
-    return total
+        if size is None:
+            missing.append(lesion_id)
+            continue
+        total += size
+    return NltSum(total, tuple(missing))
 
 
 # --------------------------------------------------------------------------- rules
@@ -132,15 +179,40 @@ def new_lesion_target_sum_mm(tp: Timepoint, nlt_ids: Sequence[str]) -> float:
 
 @dataclass(frozen=True)
 class Episode:
-    """An open iUPD: the reference values taken at its first time point."""
+    """An open iUPD: the categories in iUPD and the reference values to confirm it against.
+
+    Attributes
+    ----------
+    start_row, start_date
+        Row and date of the first iUPD of the episode (the confirmation window runs from it).
+    last_date
+        Date of the latest assessment of the episode.
+    sum_mm
+        SOD at the iUPD (for "further shrinkage of the baseline disease", :func:`still_iupd`).
+    target_sum_mm
+        SOD when the targets became iUPD, the reference of the +5 mm route.
+    nlt_sum_mm
+        NLT sum at the iUPD, the reference of the NLT +5 mm route.
+    causes
+        Categories in iUPD: those of the first iUPD, and those that reached RECIST 1.1 PD at a later,
+        unconfirming assessment of the episode (Seymour 2017, Table 2, "previous iUPD in any category":
+        a category that is iUPD is confirmed by its further increase).
+    rows
+        Rows of the unconfirmed time points of the episode.
+
+    A reference is ``None`` while it is not evaluable -- a target or NLT not measured at that assessment
+    (RECIST 1.1 sec. 4.4.2: a partial sum is not the sum), or the NLT set changed since; the first
+    evaluable value later in the episode then becomes the reference.
+    """
 
     start_row: int
     start_date: dt.date
     last_date: dt.date
     sum_mm: float | None
-    nlt_sum_mm: float
+    nlt_sum_mm: float | None
     causes: frozenset[str]
     rows: tuple[int, ...]
+    target_sum_mm: float | None = None
 
 
 def confirm_iupd(
@@ -150,11 +222,13 @@ def confirm_iupd(
     target_pd: bool,
     non_target_statuses: Sequence[tuple[str, str]],
     non_target_pd: bool,
-    nlt_sum_mm: float,
+    nlt_sum_mm: float | None,
     nlnt_increase: Sequence[str],
     additional_new: Sequence[str],
     weeks_since_iupd: float,
     min_weeks: float,
+    sum_missing: Sequence[str] = (),
+    nlt_missing: Sequence[str] = (),
 ) -> tuple[bool, list[str], str | None]:
     """Whether the assessment after an iUPD confirms it (iCPD).
 
@@ -166,6 +240,13 @@ def confirm_iupd(
     additional new lesion has appeared; or a category that had not progressed
     now meets RECIST 1.1 PD. A scan less than ``min_weeks`` after the iUPD
     cannot confirm it except by an additional new lesion (iRECIST FAQ).
+    ``sum_mm`` is the SOD of the targets measured at this scan: with a target
+    not measured the +5 mm route holds only if the measured ones alone meet it
+    (RECIST 1.1 sec. 4.4.2), and it is tested only against an evaluable SOD of
+    the iUPD (``episode.target_sum_mm``). ``nlt_sum_mm`` is the sum of the NLTs measured at this scan (``None`` when
+    the NLT set changed at this scan and no comparison holds); with an NLT not
+    measured, the +5 mm route holds only if the measured NLTs alone meet it,
+    and without an evaluable NLT sum at the iUPD the route cannot be tested.
 
     Returns
     -------
@@ -173,9 +254,11 @@ def confirm_iupd(
         The routes met, in words, and a note when the scan was too early.
     """
     routes: list[str] = []
-    if "target" in episode.causes and episode.sum_mm is not None:
-        if sum_mm >= episode.sum_mm + ICPD_INCREASE_MM - EPS:
-            routes.append(f"SOD {fmt_mm(sum_mm)} vs {fmt_mm(episode.sum_mm)} at iUPD: {fmt_delta(sum_mm - episode.sum_mm)} (>= +5 mm)")
+    if "target" in episode.causes:
+        reference = episode.target_sum_mm
+        if reference is not None and sum_mm >= reference + ICPD_INCREASE_MM - EPS:
+            routes.append(f"SOD {fmt_mm(sum_mm)} vs {fmt_mm(reference)} at iUPD: {fmt_delta(sum_mm - reference)} (>= +5 mm"
+                          + (f", the measured targets alone; {', '.join(sum_missing)} not measured" if sum_missing else "") + ")")
     elif target_pd:
         routes.append("targets now meet RECIST 1.1 PD")
     if "non_target" in episode.causes:
@@ -184,8 +267,10 @@ def confirm_iupd(
             routes.append(f"further increase of non-target disease ({', '.join(grown)})")
     elif non_target_pd:
         routes.append("non-targets now show unequivocal progression")
-    if nlt_sum_mm >= episode.nlt_sum_mm + ICPD_INCREASE_MM - EPS and nlt_sum_mm > 0:
-        routes.append(f"NLT sum {fmt_mm(nlt_sum_mm)} vs {fmt_mm(episode.nlt_sum_mm)} at iUPD (>= +5 mm)")
+    if (nlt_sum_mm is not None and episode.nlt_sum_mm is not None
+            and nlt_sum_mm >= episode.nlt_sum_mm + ICPD_INCREASE_MM - EPS and nlt_sum_mm > 0):
+        routes.append(f"NLT sum {fmt_mm(nlt_sum_mm)} vs {fmt_mm(episode.nlt_sum_mm)} at iUPD (>= +5 mm"
+                      + (f", the measured NLTs alone; {', '.join(nlt_missing)} not measured" if nlt_missing else "") + ")")
     if nlnt_increase:
         routes.append(f"new-lesion non-target increase ({', '.join(nlnt_increase)})")
     early_routes = list(routes)
@@ -197,6 +282,49 @@ def confirm_iupd(
                                f"without an additional new lesion ({'; '.join(early_routes)})")
         return False, [], None
     return bool(routes), routes, None
+
+
+def carry_episode(
+    episode: Episode, date: dt.date, *, sod: float | None, target_pd: bool, non_target_pd: bool,
+    nlt_sum_mm: float | None, nlt_set_changed: bool,
+) -> Episode:
+    """The episode after an assessment that neither confirmed nor refuted it.
+
+    iRECIST, Seymour 2017, Table 2 ("previous iUPD in any category"): a category that meets RECIST 1.1 PD
+    at such an assessment (one too early to confirm: iRECIST FAQ) is iUPD from then on; its further increase
+    confirms iCPD -- for the targets, +5 mm from the SOD of that assessment. References not evaluable so far
+    (``None``: a lesion not measured) are taken from the first evaluable value (``sod``, ``nlt_sum_mm``; None
+    when not evaluable here); the NLT reference restarts when the NLT set changed (an NLT measured for the
+    first time).
+    """
+    causes = set(episode.causes)
+    target_sum = episode.target_sum_mm
+    if "target" not in causes and target_pd:
+        causes.add("target")
+        target_sum = sod
+    elif "target" in causes and target_sum is None:
+        target_sum = sod
+    if non_target_pd:
+        causes.add("non_target")
+    nlt_reference = episode.nlt_sum_mm
+    if nlt_set_changed or nlt_reference is None:
+        nlt_reference = nlt_sum_mm
+    return replace(episode, last_date=date, sum_mm=episode.sum_mm if episode.sum_mm is not None else sod,
+                   nlt_sum_mm=nlt_reference, causes=frozenset(causes), target_sum_mm=target_sum)
+
+
+def confirmation_interval_weeks(episode: Episode, date: dt.date) -> tuple[float, dt.date]:
+    """Weeks from the first iUPD of the open episode to an assessment, and that iUPD's date.
+
+    iRECIST, Seymour 2017 ("Confirmation of progression": the next assessment
+    4-8 weeks **after iUPD**) and the EORTC iRECIST FAQ ("scans done prior to
+    4 weeks after 1st iUPD ... should be repeated to fulfill the requirement of
+    4-8 weeks after the initial iUPD"): the interval runs from the episode's
+    first iUPD, not from the previous assessment, however many still-iUPD or NE
+    assessments came in between. Outside ``irecist_confirm_window_weeks`` the
+    assessment is flagged ``confirmation_interval_outside_window``.
+    """
+    return weeks_between(episode.start_date, date), episode.start_date
 
 
 def still_iupd(
@@ -251,7 +379,25 @@ class _NewLesionState:
     seen: set[str] = field(default_factory=set)
     nlt: dict[str, str | None] = field(default_factory=dict)
     nlnt: set[str] = field(default_factory=set)
+    #: New lesions not sorted into NLT/NLNT yet: listed without a diameter since they appeared.
+    unsorted: set[str] = field(default_factory=set)
+    #: Smallest evaluable NLT sum since the NLT set last changed; ``None`` until one is evaluable.
     nlt_nadir_mm: float | None = None
+
+
+def _unmeasured_consequence(unmeasured: Sequence[str], news: _NewLesionState) -> str:
+    """What an unmeasured new lesion means for iRECIST, by its category (NLT, NLNT, not sorted yet)."""
+    parts: list[str] = []
+    in_nlt = [lid for lid in unmeasured if lid in news.nlt]
+    unsorted = [lid for lid in unmeasured if lid in news.unsorted]
+    in_nlnt = [lid for lid in unmeasured if lid in news.nlnt]
+    if in_nlt:
+        parts.append(f"NLT {', '.join(in_nlt)}: NLT sum not evaluable, not the NLT nadir")
+    if unsorted:
+        parts.append(f"{', '.join(unsorted)}: NLT or NLNT decided when first measured")
+    if in_nlnt:
+        parts.append(f"NLNT {', '.join(in_nlnt)}: size not used")
+    return "; ".join(parts)
 
 
 def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
@@ -262,8 +408,10 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
     SD-duration rules, an unconfirmed iUPD not counting as progression.
     Flags with hindsight: ``possible_pseudoprogression``,
     ``pseudoprogression_confirmed``, ``progression_confirmed`` on the iUPD
-    time points; ``clinically_unstable``; ``confirmation_interval_outside_window``;
-    ``hyperprogression`` at the first assessment.
+    time points; ``clinically_unstable``; ``confirmation_interval_outside_window``
+    (interval from the first iUPD of the episode: :func:`confirmation_interval_weeks`);
+    ``new_lesion_not_measured`` (a new lesion listed without a diameter: never 0 mm,
+    :func:`new_lesion_target_sum_mm`); ``hyperprogression`` at the first assessment.
     """
     course = prep.course
     rows: list[dict] = []
@@ -292,13 +440,22 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
         flags: list[str] = []
         reading = read_timepoint_recist(prep, tp, state, AssessmentOptions(reappearance_after_cr_is_pd=False))
         burden = reading.burden
-        present = [lesion for lesion in tp.new_lesions if lesion.long_axis_mm != 0]
+        present = list(present_new_lesions(tp))
         appearing = [lesion for lesion in present if lesion.lesion not in news.seen]
-        added_t, added_nt = assign_new_lesion_targets(appearing, news.nlt, news.nlnt)
-        nlt_sum = new_lesion_target_sum_mm(tp, list(news.nlt))
+        sorting = appearing + [lesion for lesion in present if lesion.lesion in news.unsorted]
+        added_t, added_nt, unsorted = assign_new_lesion_targets(sorting, news.nlt, news.nlnt)
+        first_measured = [lid for lid in added_t + added_nt if lid in news.unsorted]
+        news.unsorted.difference_update(added_t + added_nt)
+        news.unsorted.update(unsorted)
+        nlt = new_lesion_target_sum_mm(tp, list(news.nlt))
+        nlt_sum = nlt.total
         by_id = {lesion.lesion: lesion for lesion in present}
         nlnt_increase = [lid for lid in sorted(news.nlnt) if lid not in added_nt and lid in by_id and by_id[lid].status == "increase"]
+        # With an NLT not measured the sum is partial: PD from it stands only because the measured NLTs alone meet it.
         nlt_pd = bool(news.nlt) and news.nlt_nadir_mm is not None and not added_t and progression_by_sum(nlt_sum, news.nlt_nadir_mm)
+        unmeasured = unmeasured_new_lesions(tp)
+        if unmeasured:
+            flags.append(NEW_LESION_NOT_MEASURED)
         target_pd = reading.target_response == PD
         nt_pd = reading.non_target_response == PD
         additional = [lesion.lesion for lesion in appearing]
@@ -308,12 +465,23 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
             new_parts.append(f"new lesion(s) {', '.join(additional)}"
                              + (f" (NLT {', '.join(added_t)})" if added_t else "")
                              + (f" (NLNT {', '.join(added_nt)})" if added_nt else ""))
-        if news.nlt:
+        if first_measured:
+            new_parts.append(f"{', '.join(first_measured)} measured for the first time: "
+                             + ", ".join(f"{lid} {'NLT' if lid in news.nlt else 'NLNT'}" for lid in first_measured))
+        if unmeasured:
+            new_parts.append(not_measured_note(unmeasured, _unmeasured_consequence(unmeasured, news)))
+        if news.nlt and nlt.complete:
             new_parts.append(f"NLT sum {fmt_mm(nlt_sum)}")
+        elif news.nlt:
+            new_parts.append(f"NLT sum not evaluable ({', '.join(nlt.missing)} not measured; measured NLTs {fmt_mm(nlt_sum)}"
+                             + ("" if nlt_pd else ", not PD on their own, as RECIST 1.1 sec. 4.4.2 for targets") + ")")
         if nlnt_increase:
             new_parts.append(f"NLNT increase ({', '.join(nlnt_increase)})")
-        if nlt_pd:
+        if nlt_pd and nlt.complete:
             new_parts.append(f"NLT sum meets PD vs its nadir {fmt_mm(news.nlt_nadir_mm or 0.0)}")
+        elif nlt_pd:
+            new_parts.append(f"but the sum of the measured NLTs alone meets PD vs its nadir {fmt_mm(news.nlt_nadir_mm or 0.0)} "
+                             "(PD from the measured ones alone stands, as RECIST 1.1 sec. 4.4.2 for targets)")
         known_present = [lesion.lesion for lesion in present if lesion.lesion not in additional]
         if known_present and not additional:
             new_parts.append(f"known new lesion(s) {', '.join(known_present)} present")
@@ -322,9 +490,10 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
         t_i = I_NAMES[reading.target_response]
         nt_i = I_NAMES[reading.non_target_response]
         interval_weeks = None
+        interval_from: dt.date | None = None
         confirmation = None
         if episode is not None:
-            interval_weeks = weeks_between(episode.last_date, tp.date)
+            interval_weeks, interval_from = confirmation_interval_weeks(episode, tp.date)
             if not (low - EPS <= interval_weeks <= high + EPS):
                 flags.append("confirmation_interval_outside_window")
         if episode is None and confirmed_on is None:
@@ -333,7 +502,9 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
             if causes:
                 call = IUPD
                 why = f"{components}" + (f"; {reappeared}" if reappeared else "") + " -> iUPD (unconfirmed progression; confirm at the next assessment, 4-8 weeks)"
-                episode = Episode(row_index, tp.date, tp.date, burden.total if has_targets else None, nlt_sum, causes, (row_index,))
+                sod = burden.total if has_targets and burden.complete else None
+                episode = Episode(row_index, tp.date, tp.date, sod, nlt_sum if nlt.complete else None, causes,
+                                  (row_index,), target_sum_mm=sod if "target" in causes else None)
                 confirmation = "pending"
             else:
                 recist_call = overall_response_recist(reading.target_response, reading.non_target_response, False)
@@ -345,7 +516,8 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
             weeks_since = weeks_between(episode.start_date, tp.date)
             ok, routes, early = confirm_iupd(
                 episode, sum_mm=burden.total, target_pd=target_pd, non_target_statuses=reading.statuses,
-                non_target_pd=nt_pd, nlt_sum_mm=nlt_sum, nlnt_increase=nlnt_increase, additional_new=additional,
+                non_target_pd=nt_pd, nlt_sum_mm=None if added_t else nlt_sum, nlnt_increase=nlnt_increase,
+                additional_new=additional, sum_missing=burden.missing, nlt_missing=nlt.missing,
                 weeks_since_iupd=weeks_since, min_weeks=low,
             )
             since = f"iUPD of {episode.start_date}"
@@ -363,11 +535,13 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
                 )
                 if early:
                     still = f"{early}; {still}" if still else early
+                carried = carry_episode(episode, tp.date, sod=burden.total if has_targets and burden.complete else None,
+                                        target_pd=target_pd, non_target_pd=nt_pd,
+                                        nlt_sum_mm=nlt_sum if nlt.complete else None, nlt_set_changed=bool(added_t))
                 if still:
                     call = IUPD
                     why = f"{components}; {since} not confirmed, still progressed ({still}) -> iUPD (still unconfirmed)"
-                    episode = Episode(episode.start_row, episode.start_date, tp.date, episode.sum_mm, episode.nlt_sum_mm,
-                                      episode.causes, episode.rows + (row_index,))
+                    episode = replace(carried, rows=episode.rows + (row_index,))
                     confirmation = "pending"
                 else:
                     recist_call = overall_response_recist(reading.target_response, reading.non_target_response, False)
@@ -376,8 +550,7 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
                     call = I_NAMES[recist_call]
                     if call == NE:
                         why = f"{components}; {since} neither confirmed nor refuted -> NE (confirmation at the next assessment)"
-                        episode = Episode(episode.start_row, episode.start_date, tp.date, episode.sum_mm,
-                                          episode.nlt_sum_mm, episode.causes, episode.rows)
+                        episode = carried
                     else:
                         why = f"{components}; {since} not confirmed -> {call} (bar reset: a later progression is a new iUPD)"
                         episodes.append((episode.rows, "refuted"))
@@ -399,7 +572,7 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
             flags.append("clinically_unstable")
             why += "; clinically unstable: iUPD not kept open for treatment (treatment would stop), the next assessment decides"
         if interval_weeks is not None:
-            why += f"; {interval_weeks:.1f} weeks after the previous iUPD assessment"
+            why += f"; {interval_weeks:.1f} weeks after the first iUPD of this episode ({interval_from})"
             if "confirmation_interval_outside_window" in flags:
                 why += f" (outside the {low:g}-{high:g}-week window)"
         if not burden.complete and has_targets:
@@ -419,16 +592,17 @@ def assess_irecist(prep: Prepared, options: AssessmentOptions) -> Assessment:
             change_from_baseline_pct=reading.pct_baseline, change_from_nadir_pct=reading.pct_nadir,
             nadir=state.nadir_mm if has_targets else None, nadir_date=state.nadir_date if has_targets else None,
             target_response=None if t_i == NA else t_i, non_target_response=None if nt_i == NA else nt_i,
-            new_lesions=bool(present), new_lesion_target_sum_mm=nlt_sum if news.nlt else None,
+            new_lesions=bool(present), new_lesion_target_sum_mm=nlt_sum if news.nlt and nlt.complete else None,
             confirmation=confirmation, tgr_pct_per_month=finite_or_none(tgr),
         ))
         # bookkeeping for the next time point
         news.seen.update(lesion.lesion for lesion in present)
         if news.nlt:
-            # A new NLT changes the set being summed: its reference restarts at the current sum.
+            # A new NLT changes the set being summed: its reference restarts at the current sum. Only an
+            # evaluable sum (every NLT measured) becomes the nadir (RECIST 1.1 sec. 4.4.2, as for targets).
             if added_t or news.nlt_nadir_mm is None:
-                news.nlt_nadir_mm = nlt_sum
-            else:
+                news.nlt_nadir_mm = nlt_sum if nlt.complete else None
+            elif nlt.complete:
                 news.nlt_nadir_mm = min(news.nlt_nadir_mm, nlt_sum)
         advance_state(state, tp, reading)
         if call == ICR:

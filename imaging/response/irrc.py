@@ -18,10 +18,12 @@ from imaging.response.bor import BorNames, best_overall_response
 from imaging.response.common import (
     EPS,
     NE,
+    NEW_LESION_NOT_MEASURED,
     Prepared,
     finite_or_none,
     fmt_pct,
     non_target_statuses,
+    not_measured_note,
     pct_change,
     present_new_lesions,
     target_burden,
@@ -45,13 +47,31 @@ def new_lesion_product_mm2(lesion: NewLesion) -> float | None:
 
     Wolchok 2009, Table 1: "new, measurable lesions (i.e., >= 5 x 5 mm)" are
     incorporated into the tumour burden; smaller ones do not define
-    progression but preclude irCR.
+    progression but preclude irCR. ``None`` also when a diameter is missing:
+    tell the two apart with :func:`new_lesion_not_measured`.
     """
     if lesion.measurable is False or lesion.long_axis_mm is None or lesion.perpendicular_mm is None:
         return None
     if lesion.long_axis_mm < NEW_MEASURABLE_MM or lesion.perpendicular_mm < NEW_MEASURABLE_MM:
         return None
     return lesion.long_axis_mm * lesion.perpendicular_mm
+
+
+def new_lesion_not_measured(lesion: NewLesion) -> bool:
+    """Whether a present new lesion lacks a diameter that irRC needs to tell whether it joins the burden.
+
+    Wolchok 2009 is bidimensional: a new lesion joins the burden with the product of its two diameters
+    when both are >= 5 mm. One listed with a diameter missing (``null``), not called non-measurable by
+    the reader and not already known to be < 5 mm in the other diameter, is not evaluated -- never a
+    product of 0 (RECIST 1.1 sec. 4.4.2 reading, as for index lesions): the burden at that scan is not
+    evaluable; irPD is called only when the measured burden alone meets it, and it is not a nadir.
+    """
+    if lesion.measurable is False:
+        return False
+    known = [d for d in (lesion.long_axis_mm, lesion.perpendicular_mm) if d is not None]
+    if any(d < NEW_MEASURABLE_MM for d in known):
+        return False
+    return len(known) < 2
 
 
 def overall_response_irrc(
@@ -77,7 +97,12 @@ def overall_response_irrc(
 
 
 def assess_irrc(prep: Prepared, options: AssessmentOptions) -> Assessment:
-    """Assess a prepared course by irRC (Wolchok 2009), with confirmation of irPD by hindsight."""
+    """Assess a prepared course by irRC (Wolchok 2009), with confirmation of irPD by hindsight.
+
+    A time point with an index lesion or a new lesion not measured (:func:`new_lesion_not_measured`) has
+    no evaluable burden: irPD when the measured burden alone meets it, else NE; it never becomes the
+    nadir (RECIST 1.1 sec. 4.4.2 reading). Such new lesions set the flag ``new_lesion_not_measured``.
+    """
     course = prep.course
     targets = prep.targets
     has_targets = bool(targets)
@@ -103,14 +128,18 @@ def assess_irrc(prep: Prepared, options: AssessmentOptions) -> Assessment:
         row_index = len(rows)
         index_burden = target_burden(tp, targets, product_mm2, unit="mm2")
         new = present_new_lesions(tp)
-        measured_new = [(lesion.lesion, new_lesion_product_mm2(lesion)) for lesion in new]
+        not_measured = [lesion.lesion for lesion in new if new_lesion_not_measured(lesion)]
+        measured_new = [(lesion.lesion, new_lesion_product_mm2(lesion)) for lesion in new if lesion.lesion not in not_measured]
         new_mm2 = sum(value for _, value in measured_new if value is not None)
         unmeasurable_new = [lid for lid, value in measured_new if value is None]
         total = index_burden.total + new_mm2
+        complete = index_burden.complete and not not_measured
         statuses = non_target_statuses(prep, tp)
-        all_gone = total == 0 and not unmeasurable_new and all(status == "absent" for _, status in statuses)
+        all_gone = total == 0 and not unmeasurable_new and not not_measured and all(status == "absent" for _, status in statuses)
         if has_targets or new_mm2 > 0:
-            call = overall_response_irrc(total, base, nadir, complete=index_burden.complete, all_gone=all_gone)
+            call = overall_response_irrc(total, base, nadir, complete=complete, all_gone=all_gone)
+        elif not_measured:
+            call = NE
         elif any(status == "not_evaluated" for _, status in statuses):
             call = NE
         elif statuses:
@@ -123,8 +152,11 @@ def assess_irrc(prep: Prepared, options: AssessmentOptions) -> Assessment:
             parts.append("; ".join(index_burden.notes))
         if index_burden.missing:
             parts.append(f"{', '.join(index_burden.missing)} not evaluated")
+        if not_measured:
+            parts.append(not_measured_note(not_measured, "burden not evaluable: irPD only if the measured burden alone "
+                                                         "makes it, else NE; not a nadir"))
         parts.append(f"tumour burden {total:.1f} mm2 (index {index_burden.total:.1f} + new measurable {new_mm2:.1f})")
-        if has_targets and index_burden.complete:
+        if has_targets and complete:
             parts.append(f"vs baseline {base:.1f} mm2: {fmt_pct(pct_change(total, base))}; vs nadir {nadir:.1f} mm2: "
                          f"{fmt_pct(pct_change(total, nadir))}")
         if unmeasurable_new:
@@ -162,14 +194,15 @@ def assess_irrc(prep: Prepared, options: AssessmentOptions) -> Assessment:
         else:
             text += f" -> {call}"
         rows.append(dict(
-            date=tp.date, days_since_baseline=prep.days_since_baseline(tp), response=call, flags=[], reason=text,
+            date=tp.date, days_since_baseline=prep.days_since_baseline(tp), response=call,
+            flags=[NEW_LESION_NOT_MEASURED] if not_measured else [], reason=text,
             sum_products_mm2=total if (has_targets or new) else None,
-            change_from_baseline_pct=finite_or_none(pct_change(total, base)) if has_targets and index_burden.complete else None,
-            change_from_nadir_pct=finite_or_none(pct_change(total, nadir)) if has_targets and index_burden.complete else None,
+            change_from_baseline_pct=finite_or_none(pct_change(total, base)) if has_targets and complete else None,
+            change_from_nadir_pct=finite_or_none(pct_change(total, nadir)) if has_targets and complete else None,
             nadir=nadir if has_targets else None, nadir_date=nadir_date if has_targets else None,
             new_lesions=bool(new), confirmation=confirmation,
         ))
-        if index_burden.complete and has_targets and total < nadir - EPS:
+        if complete and has_targets and total < nadir - EPS:
             nadir, nadir_date = total, tp.date
     if episode:
         outcomes.append((episode, "open"))
@@ -190,4 +223,4 @@ def assess_irrc(prep: Prepared, options: AssessmentOptions) -> Assessment:
     return Assessment(course.patient_id, prep.criterion, baseline.date, results, bor)
 
 
-__all__: Sequence[str] = ("assess_irrc", "new_lesion_product_mm2", "overall_response_irrc")
+__all__: Sequence[str] = ("assess_irrc", "new_lesion_not_measured", "new_lesion_product_mm2", "overall_response_irrc")

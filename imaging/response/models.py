@@ -90,7 +90,12 @@ class NewLesion(_Model):
 
     ``measurable=None`` lets the engine decide from the size rules.
     ``status='increase'`` records growth of a non-measurable new lesion.
-    A new lesion listed with ``long_axis_mm: 0`` has resolved.
+    A new lesion listed with ``long_axis_mm: 0`` has resolved. One listed with
+    ``long_axis_mm: null`` (nodes: and no short axis) is accepted: present but
+    **not measured** at this scan -- not evaluated, never 0 mm (RECIST 1.1,
+    Eisenhauer 2009, sec. 4.4.2, as for a target). Every criterion says so at
+    that time point: flag ``new_lesion_not_measured`` and a reason naming the
+    lesion (:func:`imaging.response.common.unmeasured_new_lesions`).
     """
 
     lesion: str

@@ -24,11 +24,13 @@ class AssessmentOptions:
         after baseline. RECIST 1.1 sec. 4.4.3 ("in general not less than 6-8
         weeks", protocol-defined); 6 is the lower end.
     irecist_confirm_window_weeks
-        Expected interval between an iUPD and the assessment that confirms it.
-        iRECIST, Seymour 2017 ("4-8 weeks later"). Outside it the time point
-        carries ``confirmation_interval_outside_window``; before the lower bound
-        the scan cannot confirm iCPD unless it shows an additional new lesion
-        (iRECIST FAQ).
+        Expected interval between an iUPD and the assessment that confirms it,
+        counted from the **first** iUPD of the episode (not the previous
+        assessment). iRECIST, Seymour 2017 ("4-8 weeks later"); EORTC iRECIST
+        FAQ ("4-8 weeks after the initial iUPD"). An assessment of an open
+        episode outside it carries ``confirmation_interval_outside_window``;
+        before the lower bound the scan cannot confirm iCPD unless it shows an
+        additional new lesion (iRECIST FAQ).
     rano_pseudoprogression_window_weeks
         Weeks after the end of (chemo)radiotherapy during which enhancing growth
         is not called PD unless outside the radiation field or proven by

@@ -17,13 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imaging.response.bor import BorNames, best_overall_response
 from imaging.response.common import (
     CR,
     EPS,
     NE,
+    NEW_LESION_NOT_MEASURED,
     PD,
     PR,
     SD,
@@ -33,9 +34,11 @@ from imaging.response.common import (
     finite_or_none,
     fmt_pct,
     non_target_statuses,
+    not_measured_note,
     pct_change,
     present_new_lesions,
     target_burden,
+    unmeasured_new_lesions,
     weeks_between,
 )
 from imaging.response.models import NewLesion, TargetLesion, Timepoint
@@ -273,8 +276,11 @@ def overall_response_rano(inputs: dict[str, object], variant: RanoVariant) -> tu
     PD if any trigger of :data:`PD_TRIGGERS` holds; otherwise the first of
     CR, PR, SD whose every requirement holds; inputs a criterion does not use
     are neutral. ``"NE"`` when the measurable or non-measurable disease was not
-    evaluated, or (RANO 2010, "full" steroids) when imaging is stable but the
-    steroid dose has risen: neither SD nor PD.
+    evaluated, or whether a new lesion counts could not be told (mRANO: a new
+    lesion without its diameters; ``new == "NE"``) -- RECIST 1.1 sec. 4.4.2
+    reading: what was measured decides PD, nothing less than PD is called --
+    or (RANO 2010, "full" steroids) when imaging is stable but the steroid
+    dose has risen: neither SD nor PD.
 
     Returns
     -------
@@ -288,7 +294,7 @@ def overall_response_rano(inputs: dict[str, object], variant: RanoVariant) -> tu
     triggers = [key for key, value in PD_TRIGGERS.items() if used.get(key) == value]
     if triggers:
         return PD, triggers
-    if used["measurable"] == "NE" or used["non_measurable"] == "NE":
+    if used["measurable"] == "NE" or used["non_measurable"] == "NE" or used["new"] == "NE":
         return NE, []
     for call in (CR, PR, SD):
         needs = dict(RESPONSE_REQUIREMENTS[call])
@@ -381,10 +387,20 @@ class _Episode:
     reference: float
     reference_values: dict[str, float | None]
     kind: str  # "hold" (RANO window) or "preliminary"
+    #: Imaging triggers seen in the episode, and the new lesions present at its scans (for fresh_progression).
+    triggers: set[str] = field(default_factory=set)
+    new_ids: set[str] = field(default_factory=set)
 
 
 def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: RanoVariant) -> Assessment:
-    """Assess a prepared course by one criterion of the RANO family (see :data:`VARIANTS`)."""
+    """Assess a prepared course by one criterion of the RANO family (see :data:`VARIANTS`).
+
+    A scan after a preliminary PD that still shows progression keeps it open or confirms it
+    (:func:`preliminary_pd_persists`, Okada 2015); clinical decline is PD at once (Okada 2015: the hold is
+    for patients without significant clinical decline). A new lesion listed without a diameter is still a
+    new lesion; for mRANO, whose new lesions count only when measurable (Ellingson 2017), its measurability
+    is not evaluated (:func:`_new_measurable`): flag ``new_lesion_not_measured`` in every variant.
+    """
     course = prep.course
     measure_name = variant.measure
     pr_pct, pd_pct = variant.pr_decrease_pct, variant.pd_increase_pct
@@ -462,13 +478,21 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
         statuses = non_target_statuses(prep, tp)
         non_measurable = non_measurable_category(statuses)
         new = present_new_lesions(tp)
+        present_ids = [lesion.lesion for lesion in new]
+        unmeasured = unmeasured_new_lesions(tp)
+        undecided: tuple[str, ...] = ()
         if variant.new_lesions_measurable_only:
+            undecided = tuple(lesion.lesion for lesion in new if _new_measurable(lesion) is None)
             new = tuple(lesion for lesion in new if _new_measurable(lesion))
+        if unmeasured:
+            flags.append(NEW_LESION_NOT_MEASURED)
         t2 = "increased" if tp.clinical.t2_flair == "increased" else "stable"
         steroids = steroid_category(tp.clinical.steroid_dose_mg, base_steroids)
         clinical = "stable" if tp.clinical.clinically_stable else "deteriorated"
+        # mRANO: a new lesion whose measurability cannot be told (no diameter) leaves "new measurable lesion" not evaluated.
+        new_input: object = True if new else ("NE" if undecided else False)
         inputs: dict[str, object] = dict(measurable=measurable, non_measurable=non_measurable, t2_flair=t2,
-                                         new=bool(new), steroids=steroids, clinical=clinical)
+                                         new=new_input, steroids=steroids, clinical=clinical)
         call, triggers = overall_response_rano(inputs, variant)
         # words
         parts: list[str] = []
@@ -487,6 +511,11 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
         if statuses:
             parts.append("non-measurable: " + ", ".join(f"{lid} {st.replace('_', ' ')}" for lid, st in statuses))
         parts.append(("new lesions: " + ", ".join(lesion.lesion for lesion in new)) if new else "no new lesions")
+        if undecided:
+            parts.append(not_measured_note(undecided, f"whether it is a new measurable lesion ({variant.source}) is not "
+                                                      "evaluated: no PD from it, no SD/PR/CR while it is there"))
+        elif unmeasured:
+            parts.append(not_measured_note(unmeasured, f"still a new lesion; its size is not used by {variant.source}"))
         if variant.use_t2_flair and tp.clinical.t2_flair:
             parts.append(f"T2/FLAIR {tp.clinical.t2_flair}")
         elif tp.clinical.t2_flair == "increased":
@@ -524,6 +553,19 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
                     episode = None
                     text += f" -> {call} (the increase within the radiotherapy window was pseudoprogression)"
             else:
+                # Progression at this scan on its own terms (vs the current nadir, new lesions, ...) is
+                # progression on the follow-up imaging too: the preliminary PD stays open / is confirmed, never
+                # refuted by it (Okada 2015; see preliminary_pd_persists).
+                persists = (f"progression persists vs {_fmt(episode.reference, unit)}" if still else
+                            f"progression at this scan ({', '.join(imaging_triggers)}) vs nadir {_fmt(reference, unit)}")
+                still = preliminary_pd_persists(still=still, imaging_triggers=imaging_triggers)
+                fresh = fresh_progression(imaging_triggers, [lesion.lesion for lesion in new], episode)
+                fresh_text = ", ".join(
+                    "new lesion(s) " + ", ".join(lesion.lesion for lesion in new if lesion.lesion not in episode.new_ids)
+                    if trigger == "new" else trigger for trigger in fresh)
+                at_once = bool(fresh) and needs_confirmation(variant, tp, prep, options, in_window=in_window) is None
+                episode.triggers.update(imaging_triggers)
+                episode.new_ids.update(present_ids)
                 if clinical_pd:
                     call = PD
                     episodes.append((episode.rows, "confirmed"))
@@ -534,14 +576,21 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
                     confirmation = "confirms"
                     episodes.append((episode.rows, "confirmed"))
                     backdate = f"; PD dated to {episode.start_date}" if variant.irano else ""
-                    text += (f"; {weeks:.1f} weeks after the preliminary PD of {episode.start_date}, progression persists "
-                             f"vs {_fmt(episode.reference, unit)} -> confirmed PD{backdate}")
+                    text += (f"; {weeks:.1f} weeks after the preliminary PD of {episode.start_date}, {persists} "
+                             f"-> confirmed PD{backdate}")
+                    episode = None
+                elif at_once:
+                    call = PD
+                    confirmation = "confirms"
+                    episodes.append((episode.rows, "confirmed"))
+                    text += (f"; {persists}, {weeks:.1f} weeks after the preliminary PD of {episode.start_date}; new at this "
+                             f"scan: {fresh_text}, {_no_confirmation_needed(variant, tp, prep, options)} -> PD")
                     episode = None
                 elif still:
                     call = PRELIMINARY_PD
                     confirmation = "pending"
                     episode.rows.append(row_index)
-                    text += (f"; only {weeks:.1f} weeks after the preliminary PD of {episode.start_date} "
+                    text += (f"; {persists}, only {weeks:.1f} weeks after the preliminary PD of {episode.start_date} "
                              f"(< {min_weeks:g}): still awaiting confirmation -> preliminary PD")
                 elif call == NE:
                     text += f"; preliminary PD of {episode.start_date} neither confirmed nor refuted -> NE"
@@ -557,13 +606,15 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
             why = needs_confirmation(variant, tp, prep, options, in_window=in_window)
             if variant.rt_window == "hold" and in_window and not pseudoprogression_window_exempt(tp):
                 call = held_call(inputs, variant)
-                episode = _Episode([row_index], tp.date, reference, dict(ref_values), "hold")
+                episode = _Episode([row_index], tp.date, reference, dict(ref_values), "hold",
+                                   set(imaging_triggers), set(present_ids))
                 text += (f"; progression ({', '.join(imaging_triggers)}) within {window_weeks:g} weeks after radiotherapy "
                          f"({rt_end}) without enhancement outside the radiation field or histology: not PD -> {call}")
             elif why is not None:
                 call = PRELIMINARY_PD
                 confirmation = "pending"
-                episode = _Episode([row_index], tp.date, reference, dict(ref_values), "preliminary")
+                episode = _Episode([row_index], tp.date, reference, dict(ref_values), "preliminary",
+                                   set(imaging_triggers), set(present_ids))
                 text += f"; progression ({', '.join(imaging_triggers)}), {why}: needs a confirmation scan -> preliminary PD"
             else:
                 exempt = " (outside the radiation field / histology)" if in_window and pseudoprogression_window_exempt(tp) else ""
@@ -616,11 +667,20 @@ def assess_rano_family(prep: Prepared, options: AssessmentOptions, variant: Rano
     return Assessment(course.patient_id, prep.criterion, baseline.date, results, bor)
 
 
-def _new_measurable(lesion: NewLesion) -> bool:
-    """mRANO: a new lesion counts when measurable (reader's flag, else >= 10 x 10 mm)."""
+def _new_measurable(lesion: NewLesion) -> bool | None:
+    """mRANO: whether a new lesion counts, being measurable; ``None`` when that cannot be told.
+
+    Ellingson 2017: a new **measurable** lesion (>= 10 x 10 mm) is progression. The reader's
+    ``measurable`` when given; else by size, the perpendicular taken equal to the longest diameter
+    when not given (reading). A lesion listed without its longest diameter is not evaluated, never
+    0 mm (RECIST 1.1 sec. 4.4.2 reading): ``None``.
+    """
     if lesion.measurable is not None:
         return lesion.measurable
-    return (lesion.long_axis_mm or 0.0) >= 10.0 and (lesion.perpendicular_mm or lesion.long_axis_mm or 0.0) >= 10.0
+    if lesion.long_axis_mm is None:
+        return None
+    perpendicular = lesion.perpendicular_mm if lesion.perpendicular_mm is not None else lesion.long_axis_mm
+    return lesion.long_axis_mm >= 10.0 and perpendicular >= 10.0
 
 
 def _still_progressed(burden: Burden, reference: float, pd_pct: float, statuses: Sequence[tuple[str, str]],
@@ -640,6 +700,45 @@ def _still_progressed(burden: Burden, reference: float, pd_pct: float, statuses:
     if new:
         return True
     return variant.use_t2_flair and tp.clinical.t2_flair == "increased"
+
+
+def preliminary_pd_persists(*, still: bool, imaging_triggers: Sequence[str]) -> bool:
+    """Whether a scan after a preliminary PD still shows progression (keeps the episode open, or confirms it).
+
+    Okada 2015 (iRANO): "confirmation of radiographic progression on follow-up imaging" -- a follow-up that
+    still meets progression against the preliminary PD's reference (``still``, :func:`_still_progressed`)
+    **or** meets RANO progression on its own terms at this scan (``imaging_triggers``: an increase >= 25%
+    vs the current nadir, a new lesion, unequivocal non-target or T2/FLAIR progression) shows radiographic
+    progression. Such a scan can never refute the preliminary PD and be called PD at once: that made a
+    scan with one more new lesion a *lower* call (preliminary PD) than the same scan without it (PD).
+    Mirrors the radiotherapy-window episodes, where progression of any kind keeps the episode open.
+    The same for mRANO (Ellingson 2017) and RANO 2.0 (Wen 2023) preliminary PD.
+    """
+    return still or bool(imaging_triggers)
+
+
+def fresh_progression(imaging_triggers: Sequence[str], counted_new: Sequence[str], episode: _Episode) -> list[str]:
+    """The imaging triggers at a scan that the open preliminary PD had not shown: a kind of progression not seen at
+    its scans, or a new lesion not present at them.
+
+    When such a progression needs no confirmation at this scan's date (:func:`needs_confirmation` is ``None``:
+    e.g. iRANO after the six months, Okada 2015 "after 6 months, RANO applies"; RANO 2.0 outside the window and
+    not on immunotherapy, Wen 2023) it is PD at once, as it would be without the open episode -- otherwise a new
+    lesion that had opened the episode earlier would lower this call. The progression the episode already showed
+    (the same triggers, the same new lesions) still waits for its confirmation scan.
+    """
+    fresh = [t for t in imaging_triggers if t != "new" and t not in episode.triggers]
+    if "new" in imaging_triggers and set(counted_new) - episode.new_ids:
+        fresh.append("new")
+    return fresh
+
+
+def _no_confirmation_needed(variant: RanoVariant, tp: Timepoint, prep: Prepared, options: AssessmentOptions) -> str:
+    """Why a progression at ``tp`` is PD at once (words for the reason)."""
+    if variant.irano:
+        weeks = weeks_between(prep.course.context.treatment_start, tp.date)
+        return f"{weeks:.1f} weeks after starting immunotherapy (> {options.irano_window_weeks:g}): RANO applies, PD at once"
+    return f"no confirmation needed at this scan under {variant.source}: PD at once"
 
 
 def raise_missing_baseline(prep: Prepared, burden: Burden, measure_name: str) -> None:

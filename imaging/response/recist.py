@@ -15,6 +15,7 @@ from imaging.response.common import (
     EPS,
     NA,
     NE,
+    NEW_LESION_NOT_MEASURED,
     NON_CR_NON_PD,
     PD,
     PR,
@@ -26,9 +27,11 @@ from imaging.response.common import (
     fmt_mm,
     fmt_pct,
     non_target_statuses,
+    not_measured_note,
     pct_change,
     present_new_lesions,
     target_burden,
+    unmeasured_new_lesions,
 )
 from imaging.response.growth import hyperprogression_check
 from imaging.response.models import NewLesion, TargetLesion, Timepoint
@@ -306,13 +309,20 @@ class RecistState:
 
 
 def read_timepoint_recist(prep: Prepared, tp: Timepoint, state: RecistState, options: AssessmentOptions) -> RecistReading:
-    """Evaluate one follow-up scan by RECIST 1.1 (Eisenhauer 2009, sec. 4.3-4.4.1)."""
+    """Evaluate one follow-up scan by RECIST 1.1 (Eisenhauer 2009, sec. 4.3-4.4.1).
+
+    A new lesion listed without a diameter is still a new lesion (sec. 4.3.5: PD); its size is not used,
+    and the new-lesion reason says it was not measured.
+    """
     targets = prep.targets
     burden = sum_of_diameters(tp, targets)
     statuses = non_target_statuses(prep, tp)
     nt_response, nt_reason = non_target_response_recist(statuses)
     new = present_new_lesions(tp)
     has_new, new_reason = new_lesion_response_recist(new)
+    unmeasured = unmeasured_new_lesions(tp)
+    if unmeasured:
+        new_reason += "; " + not_measured_note(unmeasured, "still a new lesion: its size is not used by RECIST 1.1")
     if targets:
         t_response, t_reason = target_response_recist(
             burden.total, state.baseline_sum_mm, state.nadir_mm,
@@ -426,6 +436,8 @@ def assess_recist(prep: Prepared, options: AssessmentOptions) -> Assessment:
         tgr = None
         if not reading.burden.complete and prep.targets:
             flags.append("targets_not_all_evaluated")
+        if unmeasured_new_lesions(tp):
+            flags.append(NEW_LESION_NOT_MEASURED)
         if first:
             hyper = hyperprogression_check(prep, tp, progression=reading.overall == PD, sum_of=sum_of_diameters)
             if hyper is not None:

@@ -50,7 +50,8 @@ class TimepointAssessment:
     new_lesions
         Whether new lesions are present at this scan.
     new_lesion_target_sum_mm
-        iRECIST: sum of the new-lesion targets (NLT), mm; not part of ``sum_mm``.
+        iRECIST: sum of the new-lesion targets (NLT), mm; not part of ``sum_mm``. ``None`` also when an
+        NLT is listed without a diameter (the sum is not evaluable; the reason gives the measured part).
     confirmation
         Confirmation state, e.g. ``"awaiting"``, ``"confirmed"``, ``"not_confirmed"``.
     tgr_pct_per_month

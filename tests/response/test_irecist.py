@@ -23,7 +23,7 @@ CASES = [
     ("target_route", [tp(week(6), T1=62, nt=NT), tp(week(12), T1=67, nt=NT)], ["iUPD", "iCPD"], [{PRC}, set()],
      "SOD 67.0 mm vs 62.0 mm at iUPD: +5.0 mm (>= +5 mm) -> iCPD"),
     ("target_route_cumulative", [tp(week(6), T1=62, nt=NT), tp(week(12), T1=65, nt=NT), tp(week(18), T1=67, nt=NT)],
-     ["iUPD", "iUPD", "iCPD"], [{PRC}, {PRC}, set()], "+5.0 mm (>= +5 mm) -> iCPD"),
+     ["iUPD", "iUPD", "iCPD"], [{PRC}, {PRC}, {WIN}], "+5.0 mm (>= +5 mm) -> iCPD"),  # 12 weeks after the iUPD
     ("target_plus_4_still_iupd", [tp(week(6), T1=62, nt=NT), tp(week(12), T1=66, nt=NT)], ["iUPD", "iUPD"], [{PP}, {PP}],
      "still progressed (targets still meet PD vs nadir) -> iUPD"),
     ("non_target_route", [tp(week(6), T1=50, nt={"NT1": "unequivocal_progression"}), tp(week(12), T1=50, nt={"NT1": "increase"})],
@@ -57,7 +57,7 @@ CASES = [
      "-> iUPD (unconfirmed progression"),
     ("ne_keeps_episode_open", [tp(week(6), T1=62, nt=NT), tp(week(12), T1=60, nt={"NT1": "not_evaluated"}),
                                tp(week(18), T1=68, nt=NT)],
-     ["iUPD", "iUPD", "iCPD"], [{PRC}, {PRC}, set()], "-> iCPD"),
+     ["iUPD", "iUPD", "iCPD"], [{PRC}, {PRC}, {WIN}], "-> iCPD"),  # 12 weeks after the iUPD
     ("too_early_cannot_confirm", [tp(week(6), T1=62, nt=NT), tp(week(8), T1=68, nt=NT), tp(week(13), T1=68, nt=NT)],
      ["iUPD", "iUPD", "iCPD"], [{PRC}, {PRC, WIN}, set()], "-> iCPD"),
     ("early_additional_new_lesion_confirms", [tp(week(6), T1=62, nt=NT), tp(week(8), T1=62, nt=NT, new_lesions=[new("N1")])],
@@ -148,3 +148,82 @@ def test_ibor_with_confirmation():
     result = assess(course(tp(B, T1=50), tp(week(6), T1=62), tp(week(12), T1=30), tp(week(18), T1=30)), "irecist")
     assert result.best_overall_response.response == "iPR"
     assert "confirmed by iPR" in result.best_overall_response.reason
+
+
+# ---- confirmation_interval_outside_window: measured from the first iUPD of the episode ---------------
+
+
+def test_confirmation_interval_is_measured_from_the_first_iupd_of_the_episode():
+    """A scan 28 days after the iUPD is inside the 4-8-week window, whatever scan came in between.
+
+    Before the fix the interval ran from the previous assessment: the still-iUPD scan one day earlier
+    made it "0.1 weeks" and flagged it outside the window.
+    """
+    iupd = 42
+    result = assess(course(tp(B, T1=50, nt=NT), tp(day(iupd), T1=62, nt=NT), tp(day(iupd + 27), T1=62, nt=NT),
+                           tp(day(iupd + 28), T1=62, nt=NT)), "irecist")
+    assert calls(result) == ["iUPD", "iUPD", "iUPD"]
+    early, on_time = result.timepoints[2], result.timepoints[3]
+    assert WIN in early.flags and "3.9 weeks after the first iUPD of this episode" in early.reason
+    assert WIN not in on_time.flags
+    assert f"4.0 weeks after the first iUPD of this episode ({day(iupd)})" in on_time.reason
+
+
+def test_confirmation_interval_beyond_the_window_from_the_first_iupd_is_flagged():
+    """Still iUPD 6 weeks after the previous assessment but 12 weeks after the first iUPD: outside the window."""
+    result = assess(course(tp(B, T1=50, nt=NT), tp(week(6), T1=62, nt=NT), tp(week(12), T1=62, nt=NT),
+                           tp(week(18), T1=62, nt=NT)), "irecist")
+    assert calls(result) == ["iUPD", "iUPD", "iUPD"]
+    assert WIN not in result.timepoints[2].flags
+    assert WIN in result.timepoints[3].flags
+    assert "12.0 weeks after the first iUPD of this episode" in result.timepoints[3].reason
+
+
+# ---- the iUPD episode: categories that progress while it is open, references that must be evaluable -------
+
+
+def test_non_target_progression_inside_an_open_iupd_joins_the_episode():
+    """Found by the long search of test_a_new_lesion_never_improves_a_call[irecist] (best response iCPD -> iSD).
+
+    N1 makes the iUPD; two weeks later (too early to confirm) NT1 shows unequivocal progression, so non-target
+    disease is iUPD too (Seymour 2017, Table 2); at the next assessment a further increase of NT1 confirms iCPD.
+    Before the fix the episode remembered only its first cause: NT1 "increase" was read as no progression, N1
+    had gone, and the bar reset to iSD.
+    """
+    result = assess(course(
+        tp(B, T1=50, nt=NT),
+        tp(week(6), T1=50, nt=NT, new_lesions=[new("N1")]),
+        tp(week(8), T1=50, nt={"NT1": "unequivocal_progression"}, new_lesions=[new("N1")]),
+        tp(week(12), T1=50, nt={"NT1": "increase"}),
+    ), "irecist")
+    assert calls(result) == ["iUPD", "iUPD", "iCPD"]
+    assert "further increase of non-target disease (NT1)" in result.timepoints[-1].reason
+
+
+def test_target_progression_inside_an_open_iupd_is_measured_from_where_it_began():
+    """Targets reaching iUPD inside an episode caused by a new lesion take the +5 mm reference from that scan."""
+    result = assess(course(
+        tp(B, T1=50, nt=NT),
+        tp(week(6), T1=50, nt=NT, new_lesions=[new("N1")]),
+        tp(week(8), T1=62, nt=NT, new_lesions=[new("N1")]),
+        tp(week(12), T1=65, nt=NT),
+        tp(week(14), T1=67, nt=NT),
+    ), "irecist")
+    assert calls(result) == ["iUPD", "iUPD", "iUPD", "iCPD"]
+    assert "SOD 67.0 mm vs 62.0 mm at iUPD: +5.0 mm" in result.timepoints[-1].reason
+
+
+def test_a_partial_sum_at_the_iupd_is_not_the_reference_for_confirmation():
+    """T2 not measured at the iUPD: the measured T1 alone makes PD (RECIST 1.1 sec. 4.4.2), but 130 mm is not the SOD.
+
+    Before the fix the partial 130 mm was the iUPD reference and the next, complete SOD (180 mm, nothing grown)
+    was a false iCPD ("+50 mm"). The first complete SOD of the episode becomes the reference instead.
+    """
+    result = assess(course(
+        tp(B, T1=50, T2=50, nt=NT),
+        tp(week(6), T1=130, T2=None, nt=NT),
+        tp(week(12), T1=130, T2=50, nt=NT),
+        tp(week(18), T1=136, T2=50, nt=NT),
+    ), "irecist")
+    assert calls(result) == ["iUPD", "iUPD", "iCPD"]
+    assert "SOD 186.0 mm vs 180.0 mm at iUPD" in result.timepoints[-1].reason

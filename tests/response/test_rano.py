@@ -179,3 +179,70 @@ def test_rano_needs_perpendicular_at_baseline():
     result = assess(course(tp(B, T1=20), tp(week(8), T1=20)), "rano")
     assert "perpendicular diameter missing" in result.timepoints[0].reason
     assert result.timepoints[-1].response == "SD" and result.timepoints[-1].target_response is None
+
+
+# ---- iRANO (Okada 2015): a new lesion never lowers a call ------------------------------------------------
+
+
+def test_irano_fresh_progression_during_an_open_episode_is_still_held_for_confirmation():
+    """The counterexample of test_a_new_lesion_never_improves_a_call[irano], as a case.
+
+    N1 makes a preliminary PD at week 4 (SPD 100 mm2, the new nadir); at week 8 N1 has gone but the SPD is
+    144 mm2 (+44% vs that nadir). Before the fix the open episode was "not confirmed" yet the call was PD at once
+    ("preliminary PD not confirmed -> PD (pseudoprogression)"), while the same scan with one more new lesion
+    was held as preliminary PD: a new lesion lowered the call. Okada 2015: radiographic progression on the
+    follow-up imaging of a preliminary PD is what confirms it, ~3 months (12 weeks) after the first scan.
+    """
+    result = assess(course(
+        tp(B, T1=bi(20)),
+        tp(week(4), T1=bi(10), new_lesions=[new("N1", 10)]),
+        tp(week(8), T1=bi(12)),
+        tp(week(17), T1=bi(12)),
+        immunotherapy=True,
+    ), "irano")
+    assert calls(result) == ["preliminary PD", "preliminary PD", "confirmed PD"]
+    assert "progression at this scan (measurable)" in result.timepoints[2].reason
+    assert [set(row.flags) & HINDSIGHT for row in result.timepoints[1:]] == [{PRC}, {PRC}, set()]
+
+
+@pytest.mark.parametrize("episode_open", [False, True])
+def test_irano_clinical_decline_with_a_new_lesion_is_pd_at_once(episode_open):
+    """Okada 2015: the hold for confirmation is for patients without significant clinical decline."""
+    follow_ups = [tp(week(4), T1=bi(25, 20), nt=NT)] if episode_open else []
+    result = assess(course(
+        base(), *follow_ups,
+        tp(week(8), T1=bi(20), nt=NT, new_lesions=[new("N1")], clinical=steroids(None, False)),
+        immunotherapy=True,
+    ), "irano")
+    assert calls(result)[-1] == "PD"
+    assert "clinical deterioration" in result.timepoints[-1].reason
+
+
+def test_irano_fresh_progression_after_six_months_is_pd_at_once_even_with_an_open_preliminary_pd():
+    """Found by the long search (best response PD -> preliminary PD): N1 appears at week 27, after the iRANO
+    six months, so RANO applies and it is PD at once (Okada 2015). Before the fix, a preliminary PD opened at
+    week 20 by another new lesion held it as "still awaiting confirmation" -- a new lesion at week 20 lowered
+    the best response. The progression persisted, so the week-20 preliminary PD is confirmed in hindsight.
+    """
+    result = assess(course(
+        tp(B, T1=bi(20), nt=NT),
+        tp(week(20), T1=bi(20), nt=NT, new_lesions=[new("N0")]),
+        tp(week(27), T1=bi(20), nt=NT, new_lesions=[new("N0"), new("N1")]),
+        immunotherapy=True,
+    ), "irano")
+    assert calls(result) == ["preliminary PD", "PD"]
+    assert "RANO applies" in result.timepoints[-1].reason
+    assert [set(row.flags) & HINDSIGHT for row in result.timepoints[1:]] == [{PRC}, set()]
+    assert result.best_overall_response.response == "PD"
+
+
+def test_irano_the_same_progression_after_six_months_still_awaits_its_confirmation():
+    """Nothing new at week 27 (N0 as at week 20): the preliminary PD of week 20 still waits for its ~3-month scan."""
+    result = assess(course(
+        tp(B, T1=bi(20), nt=NT),
+        tp(week(20), T1=bi(20), nt=NT, new_lesions=[new("N0")]),
+        tp(week(27), T1=bi(20), nt=NT, new_lesions=[new("N0")]),
+        tp(week(33), T1=bi(20), nt=NT, new_lesions=[new("N0")]),
+        immunotherapy=True,
+    ), "irano")
+    assert calls(result) == ["preliminary PD", "preliminary PD", "confirmed PD"]
