@@ -211,6 +211,15 @@ def rasterise_rois(
         for k, polys in per_slice.items():
             mask[k] = fill_polygons(polys, (ny, nx), (sx, sy))
         masks[number] = mask
+        if per_slice:
+            first, last = min(per_slice), max(per_slice)
+            skipped = [k for k in range(first, last + 1) if k not in per_slice]
+            if skipped:
+                problems.append(
+                    f"{p}: ROI {number} ({names.get(number, '?')}) has contours on slices {first}-{last} of the image but "
+                    f"none on {len(skipped)} slice(s) between them ({', '.join(map(str, skipped[:10]))}"
+                    f"{' ...' if len(skipped) > 10 else ''}): drawn on every other slice, or on a coarser grid than this "
+                    "image (a resampled series); those slices are left empty, so its volume is too small")
     if n_contours == 0:
         chosen = sorted(names.get(n, str(n)) for n in wanted) if wanted is not None else []
         raise MaskError(f"{p}: no closed planar contour" + (f" in ROI(s) {chosen}" if wanted is not None else ""))

@@ -192,3 +192,19 @@ def test_label_map_reports_sform_qform_trouble(tmp_path):
     nib.save(img, tmp_path / "m.nii.gz")
     loaded = read_label_map(tmp_path / "m.nii.gz", image)
     assert any("disagree by up to 2.000 mm" in p for p in loaded.problems)
+
+
+def test_rtstruct_with_a_slice_skipped_inside_a_roi_says_its_volume_is_too_small(tmp_path):
+    """Contours on slices 2 and 4, none on 3 (drawn on every other slice, or on a coarser grid than the image):
+    slice 3 stays empty, and the problems say so, naming the ROI and the slice."""
+    from imaging.io import read_label_map
+
+    paths, image = _series(tmp_path)
+    g = Geometry.of(image)
+    contours = _ellipse_contours(g, (20.3, 18.7), 9.0, 5.0, 25.0, slices=[2, 4])
+    rt = save(rtstruct([pydicom.dcmread(paths[0])], [(3, "GTV", contours)]), tmp_path / "rt.dcm")
+    loaded = read_label_map(rt, image)
+    arr = sitk.GetArrayFromImage(loaded.image)
+    assert arr[2].any() and arr[4].any() and not arr[3].any()
+    (problem,) = [m for m in loaded.problems if "none on 1 slice(s)" in m]
+    assert "ROI 3 (GTV)" in problem and "(3)" in problem
