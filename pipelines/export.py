@@ -13,6 +13,8 @@ No image maths here: this module composes :mod:`imaging.io`,
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -124,6 +126,7 @@ def export_run(
     patients: Iterable[str] | None = None,
     key_env: str | None = None,
     progress: Callable[[str], None] | None = None,
+    created: dt.datetime | None = None,
 ) -> ExportSummary:
     """Write a DICOM SEG and an SR Measurement Report for every DICOM patient-time point of a run.
 
@@ -145,6 +148,10 @@ def export_run(
         Environment variable holding the privacy key of a pseudonymised run.
     progress
         Called with a line per time point done.
+    created
+        When the objects say they were made (instance creation, content date and time): the run's
+        start (UTC); default: ``started`` of the run's ``provenance.json``. Never the clock, so the same
+        run exported twice gives the same bytes.
 
     Returns
     -------
@@ -174,6 +181,8 @@ def export_run(
             "for DICOM sources, which they reference (series, frame of reference, study). Nothing was written."
         )
     anon = _pseudonymiser(config, key_env)
+    if created is None:
+        created = _run_started(run)
     lesion_rows = _read_csv(run / "lesions.csv")
     response_rows = _read_csv(run / "responses.csv")
     if not config.dataset.root.is_dir():
@@ -222,7 +231,7 @@ def export_run(
                         mask = run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
                     labels = load_label_map(mask, image)
                 written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
-                                            out / safe_name(out_id) / key[1], anon, out_id)
+                                            out / safe_name(out_id) / key[1], anon, out_id, created)
             except (ImagingError, DicomExportError, ValueError, OSError, StageError) as exc:
                 reason = anon.text(f"{type(exc).__name__}: {exc}")
                 summary.failed.append(f"{where}: {reason}")
@@ -239,20 +248,53 @@ def export_run(
     return summary
 
 
-def _deidentify(path: Path, out_id: str, anon: Pseudonymiser) -> None:
-    """The written object de-identified per PS3.15's Basic Profile (:func:`pipelines.privacy.deidentify_dicom`):
-    UIDs retained, or replaced by the run's keyed pseudonyms when it pseudonymises."""
+def _run_started(run: Path) -> dt.datetime:
+    """``started`` of a run's provenance (UTC); ExportError when it cannot be read."""
+    prov = run / "provenance.json"
+    try:
+        return dt.datetime.fromisoformat(json.loads(prov.read_text())["started"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{prov}: no readable `started` time of the run ({exc}); is {run} a run's output folder?") from exc
+
+
+#: What highdicom dates from the clock; the export dates it from the run.
+_CREATED = (("InstanceCreationDate", "InstanceCreationTime"), ("ContentDate", "ContentTime"))
+
+
+def _finish(path: Path, out_id: str, anon: Pseudonymiser, created: dt.datetime, deidentify: bool) -> None:
+    """The written object dated from the run (nothing in it from the clock or a random draw), and de-identified per
+    PS3.15's Basic Profile unless identifiers
+    are kept (:func:`pipelines.privacy.deidentify_dicom`: UIDs retained, or replaced by the run's keyed
+    pseudonyms when it pseudonymises)."""
     import pydicom
 
     ds = pydicom.dcmread(path)
-    deidentify_dicom(ds, patient_id=out_id, uid=anon.uid if anon.enabled else None, identity_removed=anon.enabled,
-                     own_descriptors=("SeriesDescription",))  # write_seg / write_sr name their series themselves
+    for date_kw, time_kw in _CREATED:
+        if date_kw in ds:
+            setattr(ds, date_kw, created.strftime("%Y%m%d"))
+        if time_kw in ds:
+            setattr(ds, time_kw, created.strftime("%H%M%S"))
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = created.strftime("%Y%m%d%H%M%S")
+    # highdicom draws the SEG's Dimension Organization UID at random: one derived from the object's own UID instead.
+    organisations = {str(i.DimensionOrganizationUID) for i in ds.get("DimensionOrganizationSequence", [])}
+    if organisations:
+        digest = hashlib.sha256(f"{ds.SOPInstanceUID}:dimension-organization".encode()).hexdigest()
+        stable = "2.25." + str(int(digest[:32], 16))
+        for name in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+            for item in ds.get(name, []):
+                if str(item.get("DimensionOrganizationUID", "")) in organisations:
+                    item.DimensionOrganizationUID = stable
+    if deidentify:
+        deidentify_dicom(ds, patient_id=out_id, uid=anon.uid if anon.enabled else None, identity_removed=anon.enabled,
+                         own_descriptors=("SeriesDescription",))  # write_seg / write_sr name their series themselves
     ds.save_as(path, enforce_file_format=True)
 
 
 def _export_timepoint(
     tp: TimepointSource, labels, rows: list[dict[str, str]], call_rows: list[dict[str, str]],
-    config: RunConfig, target: Path, anon: Pseudonymiser, out_id: str,
+    config: RunConfig, target: Path, anon: Pseudonymiser, out_id: str, created: dt.datetime,
 ) -> list[Path]:
     """Write one time point's SEG and SR into ``target`` (staged, then renamed); the paths written."""
     from imaging.report.dicom_seg import DicomExportError, write_seg
@@ -299,10 +341,9 @@ def _export_timepoint(
             log.info("%s: %s; SR only", target, exc)
         write_sr(tp.series.files, stage / SR_NAME, records, calls, seg=seg, segments=segments,
                  time_point=tp.study_date.isoformat(), uid_key=anon.key, software_version=software)
-        if not config.privacy.keep_identifiers:
-            for name in (SEG_NAME, SR_NAME):
-                if (stage / name).is_file():
-                    _deidentify(stage / name, out_id, anon)
+        for name in (SEG_NAME, SR_NAME):
+            if (stage / name).is_file():
+                _finish(stage / name, out_id, anon, created, deidentify=not config.privacy.keep_identifiers)
         target.mkdir(parents=True, exist_ok=True)
         written = []
         for name in (SEG_NAME, SR_NAME):

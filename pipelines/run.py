@@ -481,7 +481,7 @@ def _run_locked(
         if config.radiomics.enabled:
             outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
         if config.outputs.dicom:
-            _export_dicom(config, summary)
+            _export_dicom(config, summary, started_wall)
         if config.dataset.kind == "dicom":
             outputs.csv("series.csv", summary.series_rows, SERIES_COLUMNS)
         outputs.csv("failures.csv", summary.failures, FAILURE_COLUMNS)
@@ -503,7 +503,7 @@ def _run_locked(
     return outputs.disclosed(summary)
 
 
-def _export_dicom(config: RunConfig, summary: RunSummary) -> None:
+def _export_dicom(config: RunConfig, summary: RunSummary, started: dt.datetime) -> None:
     """DICOM SEG + SR per DICOM patient-time point (outputs.dicom); failures recorded, the run goes on."""
     from pipelines.export import ExportError, export_run
 
@@ -511,7 +511,7 @@ def _export_dicom(config: RunConfig, summary: RunSummary) -> None:
         summary.notes.append(f"outputs.dicom: the dataset is {config.dataset.kind}; DICOM SEG/SR are made only for DICOM sources")
         return
     try:
-        exported = export_run(config.output_dir, config.output_dir / "dicom", config=config)
+        exported = export_run(config.output_dir, config.output_dir / "dicom", config=config, created=started)
     except ExportError as exc:
         summary.failures.append({"patient_id": "", "date": "", "stage": "export", "reason": str(exc)})
         return

@@ -279,3 +279,24 @@ def test_keep_identifiers_copies_the_patient_module(sample_run: Path, sample_roo
         seg = pydicom.dcmread(folder / SEG_NAME, stop_before_pixels=True)
         for field in ("PatientName", "PatientID", *IDENTIFYING_FIELDS):
             assert seg.get(field) == src.get(field), field
+
+
+def test_the_same_run_exported_twice_gives_the_same_bytes(exported: Path, sample_run: Path, tmp_path: Path) -> None:
+    """Creation and content dates and times come from the run (provenance.json `started`), not the clock."""
+    import datetime as dt
+    import hashlib
+    import time
+
+    from pipelines.export import export_run
+
+    time.sleep(1.1)  # a clock-dated object would now differ in its seconds
+    again = tmp_path / "again"
+    summary = export_run(sample_run, again, patients=("P002",))
+    assert summary.written
+    for path in summary.written:
+        first = exported / path.relative_to(again)
+        assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(first.read_bytes()).digest(), path
+    started = dt.datetime.fromisoformat(json.loads((sample_run / "provenance.json").read_text())["started"])
+    ds = pydicom.dcmread(summary.written[0], stop_before_pixels=True)
+    assert (ds.ContentDate, ds.ContentTime) == (started.strftime("%Y%m%d"), started.strftime("%H%M%S"))
+    assert (ds.InstanceCreationDate, ds.InstanceCreationTime) == (ds.ContentDate, ds.ContentTime)
