@@ -345,7 +345,8 @@ def _row(tp: MeasuredTimepoint, li: LesionMetadata, label: int | None, m: Lesion
     if m is None:
         row.update({"n_voxels": 0, "volume_mm3": 0.0, "long_axis_mm": 0.0, "short_axis_mm": 0.0, "perpendicular_mm": 0.0,
                     "bidimensional_product_mm2": 0.0, "max_3d_diameter_mm": 0.0, "center_lps": "",
-                    "long_axis_end0_lps": "", "long_axis_end1_lps": "", "long_axis_slice": None})
+                    "long_axis_end0_lps": "", "long_axis_end1_lps": "", "short_axis_end0_lps": "",
+                    "short_axis_end1_lps": "", "long_axis_slice": None})
         return row
     row.update(
         {
@@ -359,6 +360,8 @@ def _row(tp: MeasuredTimepoint, li: LesionMetadata, label: int | None, m: Lesion
             "center_lps": pt(m.center_lps),
             "long_axis_end0_lps": pt(m.long_axis_ends_lps[0]),
             "long_axis_end1_lps": pt(m.long_axis_ends_lps[1]),
+            "short_axis_end0_lps": pt(m.short_axis_ends_lps[0]),
+            "short_axis_end1_lps": pt(m.short_axis_ends_lps[1]),
             "long_axis_slice": m.long_axis_slice,
         }
     )

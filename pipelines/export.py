@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -32,6 +33,9 @@ from pipelines.config import RunConfig
 from pipelines.discover import TimepointSource, discover
 from pipelines.outputs import safe_name
 from pipelines.privacy import PrivacyError, Pseudonymiser, deidentify_dicom
+
+if TYPE_CHECKING:
+    from imaging.report.dicom_sr import TimePointInfo
 
 log = logging.getLogger("tumor_response.export")
 
@@ -195,6 +199,7 @@ def export_run(
     for row in response_rows:
         calls_by_tp[(row["patient_id"], row["date"])].append(row)
 
+    courses = _read_courses(run)
     wanted = set(patients) if patients is not None else None
     found = discover(config.dataset, roi_names=config.privacy.keep_identifiers)
     anon.register(found.patients)
@@ -231,7 +236,8 @@ def export_run(
                         mask = run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
                     labels = load_label_map(mask, image)
                 written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
-                                            out / safe_name(out_id) / key[1], anon, out_id, created)
+                                            out / safe_name(out_id) / key[1], anon, out_id, created,
+                                            courses.get(safe_name(out_id)))
             except (ImagingError, DicomExportError, ValueError, OSError, StageError) as exc:
                 reason = anon.text(f"{type(exc).__name__}: {exc}")
                 summary.failed.append(f"{where}: {reason}")
@@ -246,6 +252,58 @@ def export_run(
             if progress:
                 progress(f"{where}: " + ", ".join(p.name for p in written))
     return summary
+
+
+def _read_courses(run: Path) -> dict[str, dict]:
+    """The courses the run assessed (``courses/<patient>.json``), by file stem."""
+    out: dict[str, dict] = {}
+    for path in sorted((run / "courses").glob("*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ExportError(f"{path}: cannot read the run's course ({exc})") from exc
+    return out
+
+
+def _points(value: str | None) -> tuple[tuple[float, float, float], ...] | None:
+    """``"x y z"`` (lesions.csv) -> a point; None when empty."""
+    if not value:
+        return None
+    return (tuple(float(v) for v in value.split()),)  # type: ignore[return-value]
+
+
+def _ends(row: dict[str, str], name: str):  # -> tuple[Point, Point] | None
+    a, b = _points(row.get(f"{name}_end0_lps")), _points(row.get(f"{name}_end1_lps"))
+    return (a[0], b[0]) if a and b else None
+
+
+def _course_view(course: dict | None, date: str) -> tuple[dict[str, tuple[str, dict]], TimePointInfo | None]:
+    """Each lesion's (role, entry) in the course at ``date``, and the time point's place in it."""
+    from imaging.report.dicom_sr import TimePointInfo
+    from pipelines.course_builder import baseline_position
+
+    if not course:
+        return {}, None
+    tps = course.get("timepoints", [])
+    dates = [dt.date.fromisoformat(t["date"]) for t in tps]
+    index = next((i for i, t in enumerate(tps) if t["date"] == date), None)
+    if index is None:
+        return {}, None
+    ctx = course.get("context", {})
+    start = dt.date.fromisoformat(ctx["treatment_start"]) if ctx.get("treatment_start") else None
+    b = baseline_position(dates, start)
+    entry = tps[index]
+    roles: dict[str, tuple[str, dict]] = {}
+    for role, key in (("target", "target"), ("non_target", "non_target"), ("new", "new_lesions")):
+        for lesion in entry.get(key, []):
+            roles.setdefault(str(lesion["lesion"]), (role, lesion))
+    info = TimePointInfo(
+        date=date, kind="baseline" if index == b else ("pre_baseline" if index < b else "follow_up"),
+        order=index + 1, days_from_baseline=(dates[index] - dates[b]).days,
+        context={k: ctx.get(k) for k in ("treatment_start", "radiotherapy_end", "immunotherapy") if k in ctx},
+        clinical=dict(entry.get("clinical") or {}), slice_thickness_mm=entry.get("slice_thickness_mm"),
+    )
+    return roles, info
 
 
 def _run_started(run: Path) -> dt.datetime:
@@ -295,6 +353,7 @@ def _finish(path: Path, out_id: str, anon: Pseudonymiser, created: dt.datetime, 
 def _export_timepoint(
     tp: TimepointSource, labels, rows: list[dict[str, str]], call_rows: list[dict[str, str]],
     config: RunConfig, target: Path, anon: Pseudonymiser, out_id: str, created: dt.datetime,
+    course: dict | None = None,
 ) -> list[Path]:
     """Write one time point's SEG and SR into ``target`` (staged, then renamed); the paths written."""
     from imaging.report.dicom_seg import DicomExportError, write_seg
@@ -307,20 +366,42 @@ def _export_timepoint(
     named = [r for r in rows if r.get("label") and r["status"] != "coalesced"]
     lesion_ids = {int(r["label"]): r["lesion_id"] for r in named}
     organs = {int(r["label"]): r.get("organ", "") for r in named}
-    records = [
-        LesionRecord(
+    roles, tp_info = _course_view(course, tp.study_date.isoformat())
+    records = []
+    for r in rows:
+        if r["status"] not in ("present", "absent", "new"):
+            continue
+        role, entry = roles.get(r["lesion_id"], ("", {}))
+
+        def value(name: str, r=r, entry=entry) -> float | None:
+            # The course's value is the one the criteria assessed (lesions.csv rounds it to 2 decimals).
+            if name in entry:
+                return None if entry[name] is None else float(entry[name])
+            return _float(r.get(name))
+
+        records.append(LesionRecord(
             lesion_id=r["lesion_id"],
             status=r["status"],
-            long_axis_mm=_float(r.get("long_axis_mm")),
-            short_axis_mm=_float(r.get("short_axis_mm")),
-            perpendicular_mm=_float(r.get("perpendicular_mm")),
-            volume_mm3=_float(r.get("volume_mm3")),
+            long_axis_mm=value("long_axis_mm"),
+            short_axis_mm=value("short_axis_mm"),
+            perpendicular_mm=value("perpendicular_mm"),
+            volume_mm3=value("volume_mm3"),
             organ=r.get("organ", ""),
             nodal=r.get("nodal", "").lower() == "true",
-        )
-        for r in rows
-        if r["status"] in ("present", "absent", "new")
-    ]
+            long_axis_ends_lps=_ends(r, "long_axis"),
+            short_axis_ends_lps=_ends(r, "short_axis"),
+            role=role,
+            course=entry,
+        ))
+    # Lesions the course holds without a row here (a non-target judged, not measured): stated too.
+    listed = {rec.lesion_id for rec in records}
+    for lesion_id, (role, entry) in roles.items():
+        if lesion_id not in listed:
+            records.append(LesionRecord(
+                lesion_id=lesion_id, status="present", long_axis_mm=entry.get("long_axis_mm"),
+                short_axis_mm=entry.get("short_axis_mm"), perpendicular_mm=entry.get("perpendicular_mm"),
+                volume_mm3=entry.get("volume_mm3"), organ=str(entry.get("organ") or ""),
+                nodal=bool(entry.get("nodal")), role=role, course=entry))
     calls = [
         CriterionCall(criterion=c["criterion"], response=c["response"] or None,
                       flags=tuple(f for f in c.get("flags", "").split(";") if f), reason=c.get("reason", ""))
@@ -340,7 +421,7 @@ def _export_timepoint(
                 raise
             log.info("%s: %s; SR only", target, exc)
         write_sr(tp.series.files, stage / SR_NAME, records, calls, seg=seg, segments=segments,
-                 time_point=tp.study_date.isoformat(), uid_key=anon.key, software_version=software)
+                 time_point=tp_info or tp.study_date.isoformat(), uid_key=anon.key, software_version=software)
         for name in (SEG_NAME, SR_NAME):
             if (stage / name).is_file():
                 _finish(stage / name, out_id, anon, created, deidentify=not config.privacy.keep_identifiers)

@@ -51,7 +51,8 @@ log = logging.getLogger("tumor_response.run")
 LESION_COLUMNS = (
     "patient_id", "date", "lesion_id", "label", "organ", "nodal", "status", "n_voxels", "volume_mm3",
     "long_axis_mm", "short_axis_mm", "perpendicular_mm", "bidimensional_product_mm2", "max_3d_diameter_mm",
-    "center_lps", "long_axis_end0_lps", "long_axis_end1_lps", "long_axis_slice", "slice_thickness_mm",
+    "center_lps", "long_axis_end0_lps", "long_axis_end1_lps", "short_axis_end0_lps", "short_axis_end1_lps",
+    "long_axis_slice", "slice_thickness_mm",
     "study_uid", "series_uid", "tracking", "tracked_by",
 )
 RESPONSE_COLUMNS = (

@@ -16,7 +16,7 @@ from pydicom.sr.codedict import codes
 from typer.testing import CliRunner
 
 from imaging.io import group_series, load_label_map, load_series, scan_archive
-from imaging.report.dicom_sr import FLAG_CONCEPT, REASON_CONCEPT, RESPONSE_CONCEPT
+from imaging.report.dicom_sr import FLAG_CONCEPT, OHIF_BIDIRECTIONAL, REASON_CONCEPT, RESPONSE_CONCEPT
 from imaging.segmentation import lesion_label_map
 from pipelines.cli import app
 from pipelines.export import SEG_NAME, SR_NAME, ExportError, export_run
@@ -122,6 +122,19 @@ def _groups(sr_path: Path):
     return sr, report.get_volumetric_roi_measurement_groups(), report.get_image_measurement_groups()
 
 
+LONG = hd.sr.CodedConcept("103339001", "SCT", "Long Axis")
+SHORT = hd.sr.CodedConcept("103340004", "SCT", "Short Axis")
+
+
+def _scoord_to_lps(image: pydicom.Dataset, graphic_data) -> np.ndarray:
+    """SCOORD (column, row; (0, 0) = top left corner of the top left pixel) -> LPS, by the image's plane."""
+    xy = np.asarray(graphic_data, float).reshape(-1, 2) - 0.5
+    iop = np.asarray(image.ImageOrientationPatient, float)
+    row_spacing, column_spacing = (float(v) for v in image.PixelSpacing)
+    return (np.asarray(image.ImagePositionPatient, float) + np.outer(xy[:, 0] * column_spacing, iop[:3])
+            + np.outer(xy[:, 1] * row_spacing, iop[3:]))
+
+
 def _value(group, concept) -> float | None:
     found = group.get_measurements(name=concept)
     return found[0].value if found else None
@@ -133,7 +146,9 @@ def test_sr_values_tracking_and_calls(exported: Path, sample_run: Path, sample_r
     perpendicular = hd.sr.CodedConcept("131189007", "SCT", "Perpendicular axis")
     uids: dict[tuple[str, str], set[str]] = defaultdict(set)
     for patient, date, folder in _timepoints(exported):
-        src = pydicom.dcmread(_source(sample_root, patient, date).files[0], stop_before_pixels=True)
+        source = _source(sample_root, patient, date)
+        src = pydicom.dcmread(source.files[0], stop_before_pixels=True)
+        slices = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(f, stop_before_pixels=True) for f in source.files)}
         sr, volumetric, other = _groups(folder / SR_NAME)
         seg = pydicom.dcmread(folder / SEG_NAME, stop_before_pixels=True)
         for field in KEPT_FIELDS:
@@ -142,18 +157,31 @@ def test_sr_values_tracking_and_calls(exported: Path, sample_run: Path, sample_r
         for field in IDENTIFYING_FIELDS:
             assert not sr.get(field), field
         by_id = {g.tracking_identifier: g for g in volumetric}
+        lines = {g.tracking_uid: g for g in other if g.tracking_identifier == OHIF_BIDIRECTIONAL}
         expected = [r for r in lesions if r["patient_id"] == patient and r["date"] == date]
         assert set(by_id) == {r["lesion_id"] for r in expected if r["status"] in ("present", "new")}
         for row in expected:
             group = by_id[row["lesion_id"]]
             uids[(patient, row["lesion_id"])].add(group.tracking_uid)
-            # The CSV holds 2 decimals; the SR holds the same decimal string, hence equality up to float parsing.
-            assert _value(group, codes.SCT.LongAxis) == pytest.approx(float(row["long_axis_mm"]), abs=1e-9)
-            assert _value(group, codes.SCT.ShortAxis) == pytest.approx(float(row["short_axis_mm"]), abs=1e-9)
-            assert _value(group, perpendicular) == pytest.approx(float(row["perpendicular_mm"]), abs=1e-9)
-            assert _value(group, codes.SCT.Volume) == pytest.approx(float(row["volume_mm3"]), abs=1e-9)
-            units = {m.name.meaning: m.unit.value for m in group.get_measurements()}
-            assert units == {"Long axis": "mm", "Short axis": "mm", "Perpendicular axis": "mm", "Volume": "mm3"}
+            # The SR holds the course's values (3 decimals), the CSV the same rounded to 2.
+            line = lines[group.tracking_uid]
+            assert _value(line, LONG) == pytest.approx(float(row["long_axis_mm"]), abs=0.006)
+            assert _value(line, SHORT) == pytest.approx(float(row["short_axis_mm"]), abs=0.006)
+            assert _value(group, perpendicular) == pytest.approx(float(row["perpendicular_mm"]), abs=0.006)
+            assert _value(group, codes.SCT.Volume) == pytest.approx(float(row["volume_mm3"]), abs=0.006)
+            units = {m.name.meaning: m.unit.value for m in [*group.get_measurements(), *line.get_measurements()]
+                     if m.name.meaning not in ("Time Point Order", "Longitudinal Temporal Offset from Event")}  # TID 1502
+            assert units == {"Long Axis": "mm", "Short Axis": "mm", "Perpendicular axis": "mm", "Volume": "mm3"}
+            # Each axis is drawn on the source slice that holds its end points (lesions.csv, LPS).
+            for axis, concept in (("long_axis", LONG), ("short_axis", SHORT)):
+                num = next(i for i in line[0].ContentSequence if i.ValueType == "NUM"
+                           and i.ConceptNameCodeSequence[0].CodeValue == concept.value)
+                scoord = next(i for i in num.ContentSequence if i.ValueType == "SCOORD")
+                sop = scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                image = slices[sop]
+                ends = np.array([[float(v) for v in row[f"{axis}_end{k}_lps"].split()] for k in (0, 1)])
+                assert np.allclose(_scoord_to_lps(image, scoord.GraphicData), ends, atol=0.01), (patient, date, axis)
+            assert line.get_qualitative_evaluations()  # the lesion's role in the course
             ref = group.referenced_segment
             assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
             number = ref.referenced_segment_numbers[0]
