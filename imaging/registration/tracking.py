@@ -27,15 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
-from scipy.optimize import linear_sum_assignment
 
 from imaging.io.geometry import nonzero_box
+from imaging.registration.assignment import assign, distance_cost
 from imaging.registration.errors import TrackingError
 from imaging.registration.propagation import invert_transform
 
 # Status of a follow-up lesion (one label of one scan) and of a tracked lesion (one id).
 BASELINE, MATCHED, NEW, SPLIT, MERGED, DISAPPEARED = "baseline", "matched", "new", "split", "merged", "disappeared"
-_INADMISSIBLE = 1e6
 
 
 @dataclass(frozen=True)
@@ -423,15 +422,12 @@ def _match_one(refs: list[_Reference], observed: list[_Observed], max_distance_m
             dist[i, j] = float(np.linalg.norm(r.centroid - o.centroid))
     admissible = (overlap >= min_overlap) | (dist <= max_distance_mm)
     # Both terms in [0, ~1] for admissible pairs: close and overlapping is cheapest.
-    cost = np.where(admissible, np.minimum(dist / max_distance_mm, 2.0) + (1.0 - overlap), _INADMISSIBLE)
-    rows, cols = linear_sum_assignment(cost)
     ref_taken: dict[int, int] = {}
-    for i, j in zip(rows, cols):
-        if admissible[i, j]:
-            ob = observed[j]
-            ob.ids = [refs[i].lesion_id]
-            ob.distance, ob.overlap = float(dist[i, j]), float(overlap[i, j])
-            ref_taken[i] = j
+    for i, j in assign(distance_cost(dist, max_distance_mm, overlap), admissible):
+        ob = observed[j]
+        ob.ids = [refs[i].lesion_id]
+        ob.distance, ob.overlap = float(dist[i, j]), float(overlap[i, j])
+        ref_taken[i] = j
     # Leftover follow-up lesions overlapping a matched lesion: its fragments.
     for j, ob in enumerate(observed):
         if ob.ids:

@@ -85,7 +85,7 @@ def find_baseline(course: Course) -> tuple[int, str | None]:
     return 0, f"no scan on or before treatment start {start}: first scan ({first}) used as baseline"
 
 
-def prepare(course: Course, criterion: str) -> Prepared:
+def prepare(course: Course, criterion: str, *, volumetric: bool = False) -> Prepared:
     """Choose the baseline, select targets, and check lesion ids of the follow-up scans.
 
     Raises
@@ -101,7 +101,8 @@ def prepare(course: Course, criterion: str) -> Prepared:
             "new lesions at the baseline scan: list them as target or non-target lesions",
             timepoint_index=index + 1, timepoint_date=baseline.date, field=f"new_lesions[{baseline.new_lesions[0].lesion}]",
         )
-    selection = select_targets(baseline.target, slice_thickness_mm=baseline.slice_thickness_mm, criterion=criterion)
+    selection = select_targets(baseline.target, slice_thickness_mm=baseline.slice_thickness_mm, criterion=criterion,
+                               volumetric=volumetric)
     demoted = {lesion.lesion: lesion for lesion, _ in selection.non_targets}
     normal_ids = frozenset(lesion.lesion for lesion in selection.normal)
     non_target_ids = tuple(lesion.lesion for lesion in baseline.non_target)

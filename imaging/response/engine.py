@@ -66,5 +66,6 @@ def assess(course: Course, criterion: str, options: AssessmentOptions | None = N
     assessor = _assessors().get(name)
     if assessor is None:
         raise CourseError(f"criterion {name!r} is not implemented yet", field="criterion")
-    prepared = prepare(course, name)
+    volumetric = (name == "rano2" and options.rano2_volumetric) or (name == "mrano" and options.mrano_volumetric)
+    prepared = prepare(course, name, volumetric=volumetric)
     return assessor(prepared, options)

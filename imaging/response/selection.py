@@ -7,6 +7,7 @@ change the size rule and the limits (see :data:`SELECTION_RULES`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -117,17 +118,28 @@ def lesion_size_key(lesion: TargetLesion, rule: SelectionRule) -> float:
     if lesion.nodal and rule.nodes_allowed and not rule.bidimensional:
         return lesion.short_axis_mm or 0.0
     if rule.bidimensional:
+        if lesion.long_axis_mm is None and lesion.perpendicular_mm is None and lesion.volume_mm3 is not None:
+            return lesion.volume_mm3 ** (2.0 / 3.0)  # measured by volume alone: ranked by its sphere's cross-section
         return (lesion.long_axis_mm or 0.0) * (lesion.perpendicular_mm or 0.0)
     return lesion.long_axis_mm or 0.0
 
 
-def measurability(lesion: TargetLesion, *, slice_thickness_mm: float | None = None, criterion: str = "recist") -> tuple[str, str]:
+#: Volumetric option of RANO 2.0 / mRANO, a lesion measured by its volume alone: the volume of a sphere of the
+#: 10 mm minimum diameter (the sphere-equivalence the criteria use for volumes, criteria.md), mm3.
+MIN_MEASURABLE_VOLUME_MM3 = math.pi / 6.0 * 10.0**3
+
+
+def measurability(lesion: TargetLesion, *, slice_thickness_mm: float | None = None, criterion: str = "recist",
+                  volumetric: bool = False) -> tuple[str, str]:
     """Classify a baseline lesion as ``"measurable"``, ``"non_measurable"`` or ``"normal"``.
 
     RECIST 1.1, Eisenhauer 2009, sec. 3.1: non-nodal lesions >= 10 mm (or 2x
     slice thickness > 5 mm); nodes by short axis: >= 15 mm measurable, 10 to
     < 15 mm pathological (non-target), < 10 mm normal. RANO (Wen 2010): two
     perpendicular diameters each >= 10 mm. irRC (Wolchok 2009): >= 5 x 5 mm.
+    ``volumetric`` (RANO 2.0, Wen 2023, and mRANO, Ellingson 2017, volumetric options): a lesion
+    measured by its volume alone (no diameter: a volume-only report) is measurable when its volume
+    is at least that of a sphere of the 10 mm minimum diameter (:data:`MIN_MEASURABLE_VOLUME_MM3`).
 
     Returns
     -------
@@ -150,6 +162,11 @@ def measurability(lesion: TargetLesion, *, slice_thickness_mm: float | None = No
         return "normal", f"{name}: node {short:.1f} mm short axis (< 10 mm, normal)"
     minimum = minimum_measurable_mm(slice_thickness_mm, rule.min_size_mm)
     long_axis = lesion.long_axis_mm
+    if volumetric and long_axis is None and lesion.perpendicular_mm is None and lesion.volume_mm3 is not None:
+        if lesion.volume_mm3 >= MIN_MEASURABLE_VOLUME_MM3:
+            return "measurable", f"{name}: {lesion.volume_mm3:.0f} mm3 measured by volume (volumetric option)"
+        return "non_measurable", (f"{name}: {lesion.volume_mm3:.0f} mm3 < {MIN_MEASURABLE_VOLUME_MM3:.0f} mm3 "
+                                  "(a 10 mm sphere)")
     if long_axis is None:
         return "non_measurable", f"{name}: not measured"
     if long_axis < minimum:
@@ -167,7 +184,8 @@ def measurability(lesion: TargetLesion, *, slice_thickness_mm: float | None = No
 
 
 def select_targets(
-    lesions: Iterable[TargetLesion], *, slice_thickness_mm: float | None = None, criterion: str = "recist"
+    lesions: Iterable[TargetLesion], *, slice_thickness_mm: float | None = None, criterion: str = "recist",
+    volumetric: bool = False,
 ) -> TargetSelection:
     """Choose the baseline targets among measured lesions.
 
@@ -200,7 +218,8 @@ def select_targets(
     normal: list[TargetLesion] = []
     notes: list[str] = []
     for lesion in lesions:
-        category, why = measurability(lesion, slice_thickness_mm=slice_thickness_mm, criterion=criterion)
+        category, why = measurability(lesion, slice_thickness_mm=slice_thickness_mm, criterion=criterion,
+                                      volumetric=volumetric)
         if category == "measurable":
             measurable.append(lesion)
         elif category == "normal":

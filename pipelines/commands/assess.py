@@ -55,6 +55,10 @@ def assessment_table(assessment: Assessment) -> Table:
     return table
 
 
+#: Criteria that read volumes (with --volumetric).
+VOLUMETRIC = ("rano2", "mrano")
+
+
 def assess_command(
     course: Annotated[Path, typer.Argument(
         help="patient course file (YAML or JSON, see docs/response.md), or a folder of DICOM SR Measurement Reports")],
@@ -62,23 +66,48 @@ def assess_command(
         str, typer.Option("--criteria", "-c", help=f"comma-separated criteria: {', '.join(CRITERIA)}")
     ] = "recist",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON (an object, or a list for several criteria)")] = False,
+    volumetric: Annotated[bool, typer.Option(
+        "--volumetric", help="RANO 2.0 / mRANO by volumes (PR >= 65% decrease, PD >= 40% increase)")] = False,
+    exclude_finding: Annotated[list[str] | None, typer.Option(
+        "--exclude-finding", help="SR folder: a finding (type, label or site) that is not assessed; repeatable")] = None,
 ) -> None:
     """Assess a patient course by one or more response criteria."""
+    from imaging.response import AssessmentOptions
+
+    notes: list[str] = []
+    timepoint_notes: dict[str, str] = {}
     try:
         names = [check_criterion(name) for name in criteria.split(",") if name.strip()]
         if not names:
             raise CourseError(f"no criterion given; valid: {', '.join(CRITERIA)}", field="--criteria")
+        if volumetric and not set(names) & set(VOLUMETRIC):
+            raise CourseError(f"--volumetric applies to {' and '.join(VOLUMETRIC)}; none of them was asked",
+                              field="--criteria")
         if course.is_dir():
             # A folder of DICOM SR Measurement Reports (TID 1500) as viewers write them.
-            from pipelines.sr_course import course_from_sr_folder
+            from pipelines.sr_course import read_sr_course
 
-            loaded = course_from_dict(course_from_sr_folder(course), source=str(course))
+            read = read_sr_course(course, exclude_findings=exclude_finding or ())
+            notes, timepoint_notes = read.notes, read.timepoint_notes
+            if read.volume_only:
+                by_diameter = [n for n in names if not (volumetric and n in VOLUMETRIC)]
+                if by_diameter:
+                    raise CourseError(
+                        f"the reports hold volumes only (no length in any of them); {', '.join(by_diameter)} "
+                        f"assess diameters. Use a criterion that reads volumes: --criteria "
+                        f"{' or '.join(VOLUMETRIC)} --volumetric", source=str(course))
+            loaded = course_from_dict(read.course, source=str(course))
+        elif exclude_finding:
+            raise CourseError("--exclude-finding applies to a folder of SR reports", field="--exclude-finding")
         else:
             loaded = load_course(course)
-        assessments = [assess(loaded, name) for name in names]
+        options = AssessmentOptions(rano2_volumetric=volumetric, mrano_volumetric=volumetric)
+        assessments = [_with_notes(assess(loaded, name, options), timepoint_notes) for name in names]
     except CourseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     if as_json:
         payload = [a.to_dict() for a in assessments]
         typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
@@ -86,6 +115,17 @@ def assess_command(
     console = Console()
     for assessment in assessments:
         console.print(assessment_table(assessment))
+
+
+def _with_notes(assessment: Assessment, timepoint_notes: dict[str, str]) -> Assessment:
+    """The assessment with the reading's reason added where a time point could not be evaluated."""
+    if not timepoint_notes:
+        return assessment
+    import dataclasses
+
+    rows = tuple(dataclasses.replace(row, reason=f"{row.reason}; {timepoint_notes[row.date.isoformat()]}")
+                 if row.date.isoformat() in timepoint_notes else row for row in assessment.timepoints)
+    return dataclasses.replace(assessment, timepoints=rows)
 
 
 def register(app: typer.Typer) -> None:
