@@ -366,20 +366,22 @@ def _bidirectional_group(lesion: LesionRecord, tracking_uid_: str, sources: Sequ
     return group
 
 
-def _time_point_context(tp: TimePointInfo | None):  # -> hd.sr.TimePointContext | None
+def _time_point_context(tp: TimePointInfo | None, numbers: bool = True):  # -> hd.sr.TimePointContext | None
+    """TID 1502 for ``tp``; ``numbers=False`` leaves out its NUM items (order, offset): OHIF takes a group's first
+    NUM for the measurement that holds the drawing, so the bidirectional group states the time point without them."""
     import highdicom as hd
 
     if tp is None:
         return None
     offset = None
-    if tp.days_from_baseline is not None:
+    if tp.days_from_baseline is not None and numbers:
         offset = hd.sr.LongitudinalTemporalOffsetFromEvent(
             value=float(tp.days_from_baseline), unit=hd.sr.CodedConcept("d", "UCUM", "day"),
             event_type=codes.DCM.Baseline)
     return hd.sr.TimePointContext(
         time_point=tp.date,
         time_point_type=_code(TIME_POINT_TYPES[tp.kind]) if tp.kind else None,
-        time_point_order=tp.order,
+        time_point_order=tp.order if numbers else None,
         subject_time_point_identifier=tp.date,
         temporal_offset_from_event=offset,
     )
@@ -438,6 +440,10 @@ def _response_group(call: CriterionCall, patient_id: str, time_point, uid_key: b
         method=_criterion_code(call.criterion),
         qualitative_evaluations=evaluations,
     )
+    for item in group[0].ContentSequence:
+        # TID 1501 modifies the group by its method (HAS CONCEPT MOD, as TID 1419 row 1); highdicom writes CONTAINS.
+        if item.ConceptNameCodeSequence[0].CodeValue == "370129005":
+            item.RelationshipType = "HAS CONCEPT MOD"
     if call.reason:
         # TID 1501 row 10 allows TEXT qualitative evaluations; highdicom only builds coded ones.
         group[0].ContentSequence.append(
@@ -493,7 +499,7 @@ def write_sr(
     patient_id = str(first.get("PatientID", ""))
     by_lesion = {s.lesion_id: s for s in segments}
     tp = TimePointInfo(date=time_point) if isinstance(time_point, str) else time_point
-    tp_context = _time_point_context(tp)
+    tp_context = _time_point_context(tp, numbers=False)
 
     groups: list = []  # TID 1501 and TID 1411 groups
     if tp is not None and (tp.context or tp.clinical or tp.slice_thickness_mm is not None):

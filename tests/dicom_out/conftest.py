@@ -9,8 +9,9 @@ import pytest
 from tests.dicom_out.helpers import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
-#: Patients exported: an MR (P002, 5 time points) and a CT with a pre-baseline scan and a new lesion (P003).
-EXPORTED = ("P002", "P003")
+#: Patients exported: all three (a CT responding, P001; an MR, P002, 5 time points; a CT with a pre-baseline scan
+#: and a new lesion, P003).
+EXPORTED = ("P001", "P002", "P003")
 
 
 @pytest.fixture(scope="session")
