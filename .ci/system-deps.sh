@@ -9,6 +9,9 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+# node and npm run OHIF's own SR code in the tests (tests/viewers; developed on node 20).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # Packages by their dpkg state: Orthanc lives in /usr/sbin (not on a user's PATH) and the DICOMweb
 # plugin is a shared library, so `command -v` cannot see them.
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }

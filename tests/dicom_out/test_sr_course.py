@@ -16,7 +16,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from imaging.response import CourseError, assess, course_from_dict
-from pipelines.sr_course import course_from_sr_folder
+from pipelines.sr_course import course_from_sr_folder, read_sr_course
 
 PATIENT = "LAB-007"
 STUDIES = {d: generate_uid() for d in ("20240110", "20240301", "20240501")}
@@ -208,3 +208,56 @@ def test_exported_reports_give_back_the_runs_calls(exported: Path, sample_run: P
     calls = [(t.date.isoformat(), t.response) for t in assess(course_from_dict(course), "recist").timepoints]
     assert calls == expected
     assert dt.date.fromisoformat(course["timepoints"][0]["date"]) < dt.date(2024, 1, 8)  # the pre-baseline scan
+
+
+def _ohif_3d_report(folder: Path, name: str, study_date: str, centres: list[tuple[tuple[float, float, float], float]],
+                    frame: str) -> None:
+    """Unlabelled lines in one shared frame of reference (SCOORD3D), each with a Tracking UID of its own, as OHIF's
+    3-D viewports save them."""
+    image = _image(PATIENT, study_date, STUDIES.get(study_date, generate_uid()))
+    image.FrameOfReferenceUID = frame
+    groups = []
+    for (x, y, z), length in centres:
+        region = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POLYLINE,
+                                     graphic_data=np.array([[x - length / 2, y, z], [x + length / 2, y, z]]),
+                                     frame_of_reference_uid=frame)
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
+                                                         identifier="Cornerstone3DTools@^0.1.0:Length"),
+            referenced_region=region, finding_type=codes.SCT.Lesion,
+            measurements=[hd.sr.Measurement(name=LENGTH, value=length, unit=codes.UCUM.Millimeter)]))
+    observer = hd.sr.ObservationContext(observer_person_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Person,
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name="Reader^One")))
+    report = hd.sr.MeasurementReport(observation_context=observer, procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+                                     imaging_measurements=groups)
+    sr = hd.sr.Comprehensive3DSR(evidence=[image], content=report, series_instance_uid=generate_uid(), series_number=99,
+                                 sop_instance_uid=generate_uid(), instance_number=1, manufacturer="viewer")
+    sr.ContentDate, sr.ContentTime = study_date, "120000"
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(folder / name, enforce_file_format=True)
+
+
+def test_unlabelled_lines_in_a_shared_frame_are_linked_by_position(tmp_path: Path) -> None:
+    """Two lesions drifting by a few mm, listed in another order at each scan, and a new one 100 mm away."""
+    frame = generate_uid()
+    a, b, far = (0.0, 0.0, 0.0), (100.0, 0.0, 0.0), (0.0, 100.0, 0.0)
+    _ohif_3d_report(tmp_path, "1.dcm", "20240110", [(a, 30.0), (b, 20.0)], frame)
+    _ohif_3d_report(tmp_path, "2.dcm", "20240301", [((101.0, 2.0, 0.0), 15.0), ((2.0, 1.0, 0.0), 25.0)], frame)
+    _ohif_3d_report(tmp_path, "3.dcm", "20240501",
+                    [((3.0, 1.0, 1.0), 20.0), (far, 12.0), ((102.0, 2.0, 0.0), 10.0)], frame)
+    read = read_sr_course(tmp_path, {"treatment_start": "2024-01-15", "radiotherapy_end": None, "immunotherapy": False})
+    tps = read.course["timepoints"]
+    sizes = [{t["lesion"]: t["long_axis_mm"] for t in tp["target"]} for tp in tps]
+    assert sizes == [{"L1": 30.0, "L2": 20.0}, {"L1": 25.0, "L2": 15.0}, {"L1": 20.0, "L2": 10.0}]
+    assert [len(tp["new_lesions"]) for tp in tps] == [0, 0, 1]
+    assert tps[2]["new_lesions"][0]["long_axis_mm"] == 12.0
+    assert sum("by position" in n for n in read.notes) == 4
+    calls = [t.response for t in assess(course_from_dict(read.course), "recist").timepoints]
+    assert calls == [None, "SD", "PD"]  # -20%: SD; then a new lesion: PD
+
+
+def test_excluded_findings_are_not_assessed_and_are_noted(lab_folder: Path) -> None:
+    read = read_sr_course(lab_folder, exclude_findings=["T2"])
+    assert all(t["lesion"] != "T2" for tp in read.course["timepoints"] for t in tp["target"] + tp["new_lesions"])
+    assert any("T2 excluded" in n for n in read.notes)
