@@ -1,4 +1,4 @@
-"""Response assessment: RECIST 1.1, iRECIST, the RANO family, RANO-BM and irRC.
+"""Response assessment: RECIST 1.1, iRECIST, the RANO family (RANO-LGG included), RANO-BM and irRC.
 
 Pure Python (pydantic and the standard library only), so it runs on hand
 measurements without any imaging library. The public surface:
@@ -25,11 +25,12 @@ from imaging.response.models import (
     load_course,
 )
 from imaging.response.options import AssessmentOptions
-from imaging.response.result import Assessment, BestOverallResponse, TimepointAssessment
+from imaging.response.result import Assessment, BestOverallResponse, ComponentAssessment, TimepointAssessment
 from imaging.response.selection import TargetSelection, measurability, select_targets
 
 __all__ = [
-    "CRITERIA", "Assessment", "AssessmentOptions", "BestOverallResponse", "Clinical", "Context", "Course",
+    "CRITERIA", "Assessment", "AssessmentOptions", "BestOverallResponse", "Clinical", "ComponentAssessment", "Context",
+    "Course",
     "CourseError", "NewLesion", "NonTargetLesion", "TargetLesion", "TargetSelection", "Timepoint",
     "TimepointAssessment", "assess", "check_criterion", "course_from_dict", "load_course", "measurability",
     "select_targets",

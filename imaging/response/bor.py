@@ -24,7 +24,9 @@ class BorNames:
     ``progression`` ends the course for the best response (calls after it are
     ignored); ``unconfirmed`` is a progression awaiting confirmation (iUPD,
     preliminary PD), which neither ends the course nor counts as stable.
-    ``stable`` are calls that show at least stable disease.
+    ``stable`` are calls that show at least stable disease. ``mr``: the minor
+    response between PR and SD, for the criteria that have it (RANO-LGG, van den
+    Bent 2011; RANO 2.0 for non-enhancing tumours, Wen 2023); ``None`` otherwise.
     """
 
     cr: str
@@ -35,6 +37,7 @@ class BorNames:
     unconfirmed: tuple[str, ...]
     ne: str = "NE"
     progression_name: str = "PD"
+    mr: str | None = None
 
 
 RECIST_NAMES = BorNames("CR", "PR", "SD", "non-CR/non-PD", ("PD",), ())
@@ -47,6 +50,7 @@ def best_overall_response(
     names: BorNames = RECIST_NAMES,
     *,
     confirm: bool = True,
+    confirm_levels: Sequence[str] | None = None,
 ) -> BestOverallResponse:
     """Best overall response from the time-point calls after baseline.
 
@@ -59,6 +63,10 @@ def best_overall_response(
       non-CR/non-PD for non-target-only disease) at least ``sd_min_weeks``
       after baseline gives SD (non-CR/non-PD);
     * otherwise PD if a progression was called, else NE.
+
+    With a minor response (``names.mr``; RANO-LGG, van den Bent 2011): MR counts when
+    a later call at least ``confirmation_min_weeks`` after is MR, PR or CR with nothing
+    worse than MR in between; an MR, like a PR, otherwise falls back to SD.
 
     Calls after the first progression are ignored.
 
@@ -74,6 +82,9 @@ def best_overall_response(
         The criterion's names for the calls.
     confirm
         ``False`` for criteria or trials without confirmation (CR/PR count at once).
+    confirm_levels
+        With ``confirm``, the responses that need confirmation (``None``: all); the
+        others count at once (RANO-LGG: ``AssessmentOptions.ranolgg_confirm_responses``).
     """
     considered: list[tuple[dt.date, str]] = []
     for date, call in calls:
@@ -82,14 +93,18 @@ def best_overall_response(
         considered.append((date, call))
         if call in names.progression:
             break
-    responders = (names.cr, names.pr)
+    responders: tuple[str, ...] = (names.cr, names.pr)
     not_worse = {names.cr: (names.cr, names.ne), names.pr: (names.cr, names.pr, names.ne)}
     confirm_as = {names.cr: (names.cr,), names.pr: (names.cr, names.pr)}
+    if names.mr is not None:
+        responders += (names.mr,)
+        not_worse[names.mr] = (names.cr, names.pr, names.mr, names.ne)
+        confirm_as[names.mr] = (names.cr, names.pr, names.mr)
     for level in responders:
         for i, (date_i, call_i) in enumerate(considered):
             if call_i not in confirm_as[level]:
                 continue
-            if not confirm:
+            if not confirm or (confirm_levels is not None and level not in confirm_levels):
                 return BestOverallResponse(level, f"{call_i} on {date_i} (no confirmation required)", date_i)
             for date_j, call_j in considered[i + 1:]:
                 if call_j not in not_worse[level]:
@@ -106,8 +121,8 @@ def best_overall_response(
     prefix = ""
     if unconfirmed:
         d, c = unconfirmed[0]
-        prefix = f"{c} on {d} not confirmed (no {names.cr if c == names.cr else names.pr + '/' + names.cr} >= {options.confirmation_min_weeks:g} weeks later); "
-    stable_calls = (names.cr, names.pr, names.sd)
+        prefix = f"{c} on {d} not confirmed (no {'/'.join(reversed(confirm_as[c]))} >= {options.confirmation_min_weeks:g} weeks later); "
+    stable_calls = (names.cr, names.pr, names.sd) + ((names.mr,) if names.mr is not None else ())
     for kind, allowed in ((names.sd, stable_calls), (names.non_cr_non_pd, (names.non_cr_non_pd,))):
         if kind is None:
             continue

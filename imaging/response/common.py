@@ -85,6 +85,81 @@ def find_baseline(course: Course) -> tuple[int, str | None]:
     return 0, f"no scan on or before treatment start {start}: first scan ({first}) used as baseline"
 
 
+#: Glioma criteria and the tumour component (``TargetLesion.component``) their targets measure, when the
+#: component is not given: RANO-LGG (van den Bent 2011) measures the non-enhancing lesion on T2/FLAIR; RANO 2010,
+#: mRANO and iRANO the enhancing disease; RANO 2.0 (Wen 2023) by ``context.tumour`` (:func:`measured_components`).
+#: The other criteria ignore the component.
+GLIOMA_COMPONENT: dict[str, str] = {"rano": "enhancing", "mrano": "enhancing", "irano": "enhancing",
+                                    "ranolgg": "non_enhancing"}
+
+
+def measured_components(course: Course, criterion: str) -> tuple[str, ...] | None:
+    """The tumour components whose targets a criterion assesses (``None``: every target, component ignored).
+
+    RANO 2.0 (Wen 2023): enhancing tumours by their enhancing disease (``context.tumour`` null or
+    ``"enhancing"``), non-enhancing tumours by T2/FLAIR (``"non_enhancing"``), and tumours with both parts by
+    both, assessed in parallel (``"mixed"``).
+    """
+    if criterion == "rano2":
+        tumour = course.context.tumour
+        if tumour == "mixed":
+            return ("enhancing", "non_enhancing")
+        return ("non_enhancing",) if tumour == "non_enhancing" else ("enhancing",)
+    if criterion in GLIOMA_COMPONENT:
+        return (GLIOMA_COMPONENT[criterion],)
+    return None
+
+
+def component_of(lesion: TargetLesion, criterion_default: str) -> str:
+    """A target's tumour component: as given, else the criterion's own."""
+    return lesion.component or criterion_default
+
+
+def _select_by_component(course: Course, baseline: Timepoint, index: int, criterion: str,
+                         volumetric: bool) -> TargetSelection:
+    """Target selection restricted to the components a glioma criterion measures (:func:`measured_components`).
+
+    Targets of another component are not this criterion's disease (a T2/FLAIR measurement under an
+    enhancing-disease criterion, or the reverse): they are left out -- neither targets nor non-targets -- and
+    the baseline reason says so. RANO 2.0 with ``context.tumour: mixed`` selects the targets of each component
+    apart (up to the limit for each; reading: Wen 2023 assesses the two burdens in parallel) and needs every
+    baseline target's component.
+    """
+    components = measured_components(course, criterion)
+    if components is None:
+        return select_targets(baseline.target, slice_thickness_mm=baseline.slice_thickness_mm, criterion=criterion,
+                              volumetric=volumetric)
+    if len(components) > 1:
+        missing = [t.lesion for t in baseline.target if t.component is None]
+        if missing:
+            raise CourseError(
+                "RANO 2.0 with context.tumour mixed assesses the enhancing and the non-enhancing burden in parallel: "
+                "give every baseline target's component (enhancing or non_enhancing)",
+                timepoint_index=index + 1, timepoint_date=baseline.date, field=f"target[{missing[0]}].component",
+            )
+    default = components[0]
+    left_out = [t.lesion for t in baseline.target if component_of(t, default) not in components]
+    parts = [
+        select_targets([t for t in baseline.target if component_of(t, default) == component],
+                       slice_thickness_mm=baseline.slice_thickness_mm, criterion=criterion, volumetric=volumetric)
+        for component in components
+    ]
+    notes: list[str] = []
+    if left_out:
+        other = "non-enhancing (T2/FLAIR)" if default == "enhancing" else "enhancing"
+        notes.append(f"{', '.join(left_out)}: {other} component, not assessed by this criterion")
+    for part, component in zip(parts, components):
+        prefix = f"{component.replace('_', '-')}: " if len(components) > 1 else ""
+        notes.extend(prefix + note for note in part.notes)
+    return TargetSelection(
+        targets=tuple(t for part in parts for t in part.targets),
+        non_targets=tuple(n for part in parts for n in part.non_targets),
+        normal=tuple(n for part in parts for n in part.normal),
+        kept_as_given=all(part.kept_as_given for part in parts) and not left_out,
+        notes=tuple(notes),
+    )
+
+
 def prepare(course: Course, criterion: str, *, volumetric: bool = False) -> Prepared:
     """Choose the baseline, select targets, and check lesion ids of the follow-up scans.
 
@@ -92,7 +167,8 @@ def prepare(course: Course, criterion: str, *, volumetric: bool = False) -> Prep
     ------
     CourseError
         A follow-up lesion id that is neither a baseline lesion nor a fragment
-        of one (new lesions belong under ``new_lesions``); new lesions at baseline.
+        of one (new lesions belong under ``new_lesions``); new lesions at baseline;
+        RANO 2.0 for a mixed tumour with a baseline target whose component is not given.
     """
     index, note = find_baseline(course)
     baseline = course.timepoints[index]
@@ -101,8 +177,7 @@ def prepare(course: Course, criterion: str, *, volumetric: bool = False) -> Prep
             "new lesions at the baseline scan: list them as target or non-target lesions",
             timepoint_index=index + 1, timepoint_date=baseline.date, field=f"new_lesions[{baseline.new_lesions[0].lesion}]",
         )
-    selection = select_targets(baseline.target, slice_thickness_mm=baseline.slice_thickness_mm, criterion=criterion,
-                               volumetric=volumetric)
+    selection = _select_by_component(course, baseline, index, criterion, volumetric)
     demoted = {lesion.lesion: lesion for lesion, _ in selection.non_targets}
     normal_ids = frozenset(lesion.lesion for lesion in selection.normal)
     non_target_ids = tuple(lesion.lesion for lesion in baseline.non_target)

@@ -11,7 +11,7 @@ from imaging.response.options import AssessmentOptions
 from imaging.response.result import Assessment
 
 #: Supported criteria, by their command-line names (course-format.md).
-CRITERIA: tuple[str, ...] = ("recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc")
+CRITERIA: tuple[str, ...] = ("recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc", "ranolgg")
 
 
 def _assessors() -> dict[str, Callable[[Prepared, AssessmentOptions], Assessment]]:

@@ -5,9 +5,15 @@ assess``) field for field; unknown keys are errors. Validation happens here, at
 the boundary, and every failure is a :class:`~imaging.response.errors.CourseError`
 naming the time point and the field. Inside the engine the models are trusted.
 
-One documented extension: ``Timepoint.slice_thickness_mm`` (RECIST 1.1,
-Eisenhauer 2009, sec. 3.1: a lesion is measurable when its longest diameter is
->= 10 mm, or >= twice the slice thickness when slices are thicker than 5 mm).
+Documented extensions (docs/response.md, "The course file"):
+
+* ``Timepoint.slice_thickness_mm`` (RECIST 1.1, Eisenhauer 2009, sec. 3.1: a lesion is
+  measurable when its longest diameter is >= 10 mm, or >= twice the slice thickness when
+  slices are thicker than 5 mm);
+* ``Context.tumour`` (RANO 2.0, Wen 2023: enhancing, non-enhancing or mixed glioma),
+  ``TargetLesion.component`` (which part of a glioma a measurement is of: enhancing on
+  T1 post-contrast, or non-enhancing on T2/FLAIR) and ``Clinical.enhancement`` (RANO-LGG,
+  van den Bent 2011: "new or increased enhancement").
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ NonTargetStatus = Literal["present", "absent", "increase", "unequivocal_progress
 NON_TARGET_STATUSES: tuple[str, ...] = ("present", "absent", "increase", "unequivocal_progression", "not_evaluated")
 NewLesionStatus = Literal["increase"]
 T2FlairStatus = Literal["stable", "increased"]
+#: Contrast enhancement of a (non-enhancing) glioma at a scan, compared with the earlier scans (RANO-LGG,
+#: van den Bent 2011: "new or increased enhancement" is progression). ``None``: not assessed.
+EnhancementStatus = Literal["none", "stable", "new", "increased"]
+#: Which part of a glioma a target measurement is of: the contrast-enhancing tumour (T1 post-contrast) or the
+#: non-enhancing tumour (T2/FLAIR). ``None``: the criterion's own (docs/response.md).
+TumourComponent = Literal["enhancing", "non_enhancing"]
+#: The kind of glioma (RANO 2.0, Wen 2023): enhancing, non-enhancing (e.g. IDH-mutant lower-grade), or mixed.
+TumourKind = Literal["enhancing", "non_enhancing", "mixed"]
 
 _SizeMm = float | None
 
@@ -53,6 +67,12 @@ class TargetLesion(_Model):
 
     Sizes in mm (``volume_mm3`` in mm3). ``None`` means not evaluated at this
     scan; ``0`` means gone.
+
+    ``component`` (extension, glioma criteria only): ``"enhancing"`` when measured on
+    T1 post-contrast, ``"non_enhancing"`` when measured on T2/FLAIR; ``None`` takes
+    the criterion's own (T2/FLAIR for RANO-LGG and RANO 2.0 non-enhancing tumours,
+    enhancing otherwise). Required on every baseline target for RANO 2.0 with
+    ``context.tumour: mixed`` (Wen 2023: both burdens are assessed in parallel).
     """
 
     lesion: str
@@ -65,6 +85,7 @@ class TargetLesion(_Model):
     too_small_to_measure: bool = False
     split_from: str | None = None
     coalesced_into: str | None = None
+    component: TumourComponent | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetLesion:
@@ -112,22 +133,38 @@ class Clinical(_Model):
     """Clinical information used by the RANO family and by iRECIST.
 
     ``steroid_dose_mg`` is the dexamethasone-equivalent dose in mg/day
-    (``None``: not recorded).
+    (``None``: not recorded). ``enhancement`` (extension; RANO-LGG, van den Bent
+    2011, and RANO 2.0 for non-enhancing tumours): contrast enhancement compared
+    with the earlier scans -- ``"none"``, ``"stable"`` (present, not increased),
+    ``"new"`` or ``"increased"``; ``None``: not assessed. ``t2_flair_source`` (extension): which
+    source decided ``t2_flair`` (a visits CSV, or the images with the FLAIR burden's figures, as the
+    pipeline fills it); the RANO calls' reasons state it.
     """
 
     steroid_dose_mg: float | None = Field(default=None, ge=0)
     clinically_stable: bool = True
     t2_flair: T2FlairStatus | None = None
+    t2_flair_source: str | None = None
     outside_radiation_field: bool | None = None
     histologic_confirmation: bool | None = None
+    enhancement: EnhancementStatus | None = None
 
 
 class Context(_Model):
-    """Treatment context of the course; all three keys are required (``null`` allowed for radiotherapy_end)."""
+    """Treatment context of the course; the three keys of course-format.md are required (``null`` allowed for
+    radiotherapy_end).
+
+    ``tumour`` (extension, default ``None``): the kind of glioma, for RANO 2.0 (Wen 2023):
+    ``"non_enhancing"`` switches ``rano2`` to its rules for non-enhancing tumours (T2/FLAIR
+    sums of products, minor response), ``"mixed"`` to its rules for tumours with enhancing and
+    non-enhancing parts (both assessed in parallel, then combined); ``None`` or ``"enhancing"``:
+    the enhancing-tumour rules.
+    """
 
     treatment_start: dt.date
     radiotherapy_end: dt.date | None
     immunotherapy: bool
+    tumour: TumourKind | None = None
 
 
 class Timepoint(_Model):
@@ -200,6 +237,27 @@ class Course(_Model):
                         timepoint_index=index + 1,
                         timepoint_date=tp.date,
                         field=f"target[{lesion}]",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _components_consistent(self) -> Course:
+        """A target keeps the component it had at baseline (a lesion measured on T2/FLAIR at baseline is not
+        measured on T1 post-contrast later): a follow-up entry that names another component is an error."""
+        dates = [tp.date for tp in self.timepoints]
+        before = [i for i, d in enumerate(dates) if d <= self.context.treatment_start]
+        b = before[-1] if before else 0
+        at_baseline = {t.lesion: t.component for t in self.timepoints[b].target}
+        for index, tp in enumerate(self.timepoints):
+            if index == b:
+                continue
+            for entry in tp.target:
+                root = entry.lesion if entry.lesion in at_baseline else entry.split_from
+                expected = at_baseline.get(root) if root is not None else None
+                if entry.component is not None and expected is not None and entry.component != expected:
+                    raise CourseError(
+                        f"component {entry.component!r} differs from the baseline's {expected!r} for {root!r}",
+                        timepoint_index=index + 1, timepoint_date=tp.date, field=f"target[{entry.lesion}].component",
                     )
         return self
 

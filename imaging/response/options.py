@@ -56,6 +56,19 @@ class AssessmentOptions:
         Whether CR/PR need confirmation for the best overall response. RECIST
         1.1 sec. 4.6.1: required in non-randomised trials where response is the
         primary end point, not in randomised trials. Default: required.
+    ranolgg_confirm_responses
+        RANO-LGG: the responses that count for the best overall response only
+        when a later assessment at least ``confirmation_min_weeks`` after still
+        shows them (or better). The paper's criteria ask it of PR (sustained for
+        at least 4 weeks; van den Bent 2011) and are silent on CR and MR; the
+        default confirms all three, as RANO 2010 does CR and as a reader holds every
+        response category to the same standard (reading). ``("PR",)`` is the
+        literal paper.
+    rano2_volumetric_minor_response_pct
+        RANO 2.0 volumetric option, non-enhancing burden: the volume decrease that is
+        a minor response. The sphere-equivalent of the 25% decrease of a sum of
+        products, 1 - 0.75 ** 1.5 = 35.0% (reading; Wen 2023 gives the volumetric PR
+        and PD thresholds, 65% and 40%, by the same equivalence).
     """
 
     confirmation_min_weeks: float = 4.0
@@ -69,6 +82,8 @@ class AssessmentOptions:
     mrano_confirm_min_weeks: float = 4.0
     reappearance_after_cr_is_pd: bool = True
     confirm_responses: bool = True
+    ranolgg_confirm_responses: tuple[str, ...] = ("CR", "PR", "MR")
+    rano2_volumetric_minor_response_pct: float = 35.0
 
     def __post_init__(self) -> None:
         low, high = self.irecist_confirm_window_weeks
@@ -82,3 +97,10 @@ class AssessmentOptions:
             value = getattr(self, name)
             if value < 0:
                 raise CourseError(f"must be >= 0, got {value}", field=f"options.{name}")
+        levels = self.ranolgg_confirm_responses
+        if isinstance(levels, str) or any(c not in ("CR", "PR", "MR") for c in levels):
+            raise CourseError(f"must be a tuple of CR, PR, MR, got {self.ranolgg_confirm_responses!r}",
+                              field="options.ranolgg_confirm_responses")
+        if not 0 < self.rano2_volumetric_minor_response_pct < 65.0:
+            raise CourseError(f"must be > 0 and < 65 (the volumetric PR), got {self.rano2_volumetric_minor_response_pct}",
+                              field="options.rano2_volumetric_minor_response_pct")

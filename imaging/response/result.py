@@ -17,6 +17,46 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 @dataclass(frozen=True)
+class ComponentAssessment:
+    """One burden of a tumour with enhancing and non-enhancing parts at one time point.
+
+    RANO 2.0 (Wen 2023), mixed tumours: the enhancing and the non-enhancing (T2/FLAIR) burden are
+    assessed in parallel, each to its own call, and the time point's response combines the two.
+
+    Attributes
+    ----------
+    component
+        ``"enhancing"`` or ``"non_enhancing"``.
+    sum
+        Sum of this component's targets, in the row's unit (``None``: no targets of this component).
+    change_from_baseline_pct, change_from_nadir_pct, nadir
+        As for the row, for this burden.
+    target_response
+        Category of this burden (``"decrease"``, ``"minor_decrease"``, ...).
+    response
+        The call of this burden with the shared inputs (new lesions, non-targets, steroids, clinical status).
+    """
+
+    component: str
+    sum: float | None
+    change_from_baseline_pct: float | None
+    change_from_nadir_pct: float | None
+    nadir: float | None
+    target_response: str | None
+    response: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sum": _round(self.sum, 2),
+            "change_from_baseline_pct": _round(self.change_from_baseline_pct, 1),
+            "change_from_nadir_pct": _round(self.change_from_nadir_pct, 1),
+            "nadir": _round(self.nadir, 2),
+            "target_response": self.target_response,
+            "response": self.response,
+        }
+
+
+@dataclass(frozen=True)
 class TimepointAssessment:
     """The call at one time point, with the figures behind it.
 
@@ -56,6 +96,10 @@ class TimepointAssessment:
         Confirmation state, e.g. ``"awaiting"``, ``"confirmed"``, ``"not_confirmed"``.
     tgr_pct_per_month
         Tumour growth rate since the previous scan (Ferte 2014), % per month.
+    components
+        RANO 2.0 for a mixed tumour (Wen 2023): the enhancing and the non-enhancing burden, each with
+        its own call (:class:`ComponentAssessment`); the row's sums are the enhancing burden's (the
+        non-enhancing one's when there is no enhancing target). ``None`` otherwise.
     """
 
     date: dt.date
@@ -76,6 +120,7 @@ class TimepointAssessment:
     new_lesion_target_sum_mm: float | None = None
     confirmation: str | None = None
     tgr_pct_per_month: float | None = None
+    components: tuple[ComponentAssessment, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of this time point (course-format.md, "Output")."""
@@ -104,6 +149,8 @@ class TimepointAssessment:
             out["confirmation"] = self.confirmation
         if self.tgr_pct_per_month is not None:
             out["tgr_pct_per_month"] = _round(self.tgr_pct_per_month, 2)
+        if self.components is not None:
+            out["components"] = {c.component: c.to_dict() for c in self.components}
         return out
 
 

@@ -58,6 +58,10 @@ SELECTION_RULES: dict[str, SelectionRule] = {
     "mrano": SelectionRule(5, None, True, 10.0, False, "mRANO, Ellingson 2017 (measurable disease)"),
     "irano": SelectionRule(5, None, True, 10.0, False, "iRANO, Okada 2015 (RANO measurable disease)"),
     "rano2": SelectionRule(3, None, True, 10.0, False, "RANO 2.0, Wen 2023 (up to 3 target lesions)"),
+    # RANO-LGG measures the non-enhancing lesion on T2/FLAIR with RANO's bidimensional rule (both diameters >= 10 mm
+    # on >= 2 slices); it sets no number of target lesions: RANO 2010's 5 is this engine's reading.
+    "ranolgg": SelectionRule(5, None, True, 10.0, False,
+                             "RANO-LGG, van den Bent 2011 (T2/FLAIR lesions, both diameters >= 10 mm; up to 5: reading)"),
     "ranobm": SelectionRule(5, None, False, 10.0, False, "RANO-BM, Lin 2015 (up to 5 CNS targets, >= 10 mm, perpendicular >= 5 mm)", 5.0),
     "irrc": SelectionRule(10, 5, True, 5.0, True, "irRC, Wolchok 2009 (index lesions >= 5 x 5 mm, 5 per organ, 10 in all)"),
 }

@@ -65,17 +65,19 @@ def tp(date: str, *, nt: dict[str, str] | None = None, new_lesions: list[dict[st
 
 
 def course(*timepoints: dict[str, Any], treatment_start: str | None = None, immunotherapy: bool = False,
-           radiotherapy_end: str | None = None, patient_id: str = "TEST") -> Course:
-    """A validated course; the first time point is the baseline unless dated after ``treatment_start``."""
-    return course_from_dict({
-        "patient_id": patient_id,
-        "context": {
-            "treatment_start": treatment_start or START.isoformat(),
-            "radiotherapy_end": radiotherapy_end,
-            "immunotherapy": immunotherapy,
-        },
-        "timepoints": list(timepoints),
-    })
+           radiotherapy_end: str | None = None, patient_id: str = "TEST", tumour: str | None = None) -> Course:
+    """A validated course; the first time point is the baseline unless dated after ``treatment_start``.
+
+    ``tumour`` sets ``context.tumour`` (RANO 2.0's kind of glioma) when given.
+    """
+    context: dict[str, Any] = {
+        "treatment_start": treatment_start or START.isoformat(),
+        "radiotherapy_end": radiotherapy_end,
+        "immunotherapy": immunotherapy,
+    }
+    if tumour is not None:
+        context["tumour"] = tumour
+    return course_from_dict({"patient_id": patient_id, "context": context, "timepoints": list(timepoints)})
 
 
 def calls(assessment: Any) -> list[str | None]:

@@ -92,7 +92,7 @@ def test_unknown_criterion_lists_valid_ones():
 
 
 def test_criteria_names():
-    assert CRITERIA == ("recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc")
+    assert CRITERIA == ("recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc", "ranolgg")
 
 
 def test_load_yaml_and_json_patient_id_from_stem(tmp_path):

@@ -29,6 +29,7 @@ IMPLEMENTED = tuple(_assessors())
 RANK = {
     "CR": 0, "iCR": 0, "irCR": 0,
     "PR": 1, "iPR": 1, "irPR": 1,
+    "MR": 1.5,
     "SD": 2, "iSD": 2, "irSD": 2, "non-CR/non-PD": 2, "iNN": 2,
     "NE": 3,
     "iUPD": 4, "preliminary PD": 4,
@@ -61,6 +62,8 @@ def courses(draw):
         day = day + dt.timedelta(days=draw(st.integers(14, 80)))
         dates.append(day)
     rt_end = draw(st.one_of(st.none(), st.just(start - dt.timedelta(days=30))))
+    # RANO 2.0's kind of tumour (extension): mixed tumours give every target its component.
+    tumour = draw(st.sampled_from([None, None, "non_enhancing", "mixed"]))
     timepoints = []
     new_counter = 0
     for index, date in enumerate(dates):
@@ -68,6 +71,8 @@ def courses(draw):
         targets = []
         for i in range(n_targets):
             entry = {"lesion": f"T{i}", "organ": f"o{i % 3}", "nodal": nodal[i]}
+            if tumour == "mixed":
+                entry["component"] = "enhancing" if i % 2 == 0 else "non_enhancing"
             if baseline:
                 long_axis = draw(st.floats(10.0, 80.0).map(lambda x: round(x, 1)))
                 entry.update(long_axis_mm=long_axis, perpendicular_mm=round(long_axis * 0.8, 1),
@@ -95,13 +100,14 @@ def courses(draw):
             "t2_flair": draw(st.sampled_from([None, "stable", "increased"])),
             "outside_radiation_field": draw(st.sampled_from([None, True, False])),
             "histologic_confirmation": draw(st.sampled_from([None, True, False])),
+            "enhancement": draw(st.sampled_from([None, "none", "stable", "new", "increased"])),
         }
         timepoints.append({"date": date.isoformat(), "target": targets, "non_target": non_targets,
                            "new_lesions": new_lesions, "clinical": clinical})
     return {
         "patient_id": "H",
         "context": {"treatment_start": start.isoformat(), "radiotherapy_end": rt_end.isoformat() if rt_end else None,
-                    "immunotherapy": draw(st.booleans())},
+                    "immunotherapy": draw(st.booleans()), "tumour": tumour},
         "timepoints": timepoints,
     }
 
