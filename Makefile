@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/generated
 SAMPLE_STAMP := $(SAMPLE)/.complete
+GLIOMA := sample_data/glioma
+GLIOMA_STAMP := $(GLIOMA)/.complete
 
 .PHONY: demo test venv sample-data pacs-export system-deps lint bench clean
 
@@ -18,14 +20,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-sample-data: $(SAMPLE_STAMP)
+sample-data: $(SAMPLE_STAMP) $(GLIOMA_STAMP)
 
 # Deterministic: derived from the real images in pyradiomics' sdist (downloaded from PyPI once).
 $(SAMPLE_STAMP): $(STAMP) sample_data/generate.py
 	$(PY) sample_data/generate.py --out $(SAMPLE)
 
-demo: $(SAMPLE_STAMP)
+# The glioma patient (T1c, FLAIR, BraTS labels), derived from the same real MR: RANO from the images.
+$(GLIOMA_STAMP): $(SAMPLE_STAMP) sample_data/glioma.py sample_data/generate.py
+	$(PY) sample_data/glioma.py --out $(GLIOMA)
+
+demo: $(SAMPLE_STAMP) $(GLIOMA_STAMP)
 	$(VENV)/bin/tumor-response run configs/sample.yaml
+	$(VENV)/bin/tumor-response run configs/sample_glioma.yaml
 
 PACS := sample_data/pacs_export
 
@@ -39,7 +46,7 @@ $(PACS)/truth.json: $(SAMPLE_STAMP) sample_data/pacs_export.py
 system-deps:
 	bash .ci/system-deps.sh
 
-test: $(SAMPLE_STAMP) system-deps
+test: $(SAMPLE_STAMP) $(GLIOMA_STAMP) system-deps
 	$(PY) -m pytest -q
 
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -54,7 +61,7 @@ bench: $(SAMPLE_STAMP) $(BENCH_STAMP)
 
 # ruff (lint) over the library, the pipelines, the tests and the benchmarks.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check imaging pipelines tests benchmarks sample_data/generate.py
+	$(VENV)/bin/ruff check imaging pipelines tests benchmarks sample_data/generate.py sample_data/glioma.py
 
 clean:
-	rm -rf out $(SAMPLE) $(PACS) sample_data/.cache
+	rm -rf out $(SAMPLE) $(GLIOMA) $(PACS) sample_data/.cache

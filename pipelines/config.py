@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 #: Criterion names as on the command line (../shared/course-format.md).
-CriterionName = Literal["recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc"]
+CriterionName = Literal["recist", "irecist", "rano", "rano2", "mrano", "irano", "ranobm", "irrc", "ranolgg"]
 
 
 class ConfigError(ValueError):
@@ -100,8 +100,14 @@ class DatasetConfig(_Strict):
     root: Path
     mask: str | None = Field(default=None, description="template of the label-map path of one time point (segmentations.source: files)")
     segmentations: SegmentationsConfig = Field(default_factory=SegmentationsConfig)
-    series: dict[Literal["measure"], SeriesRuleConfig] = Field(
-        default_factory=dict, description="series selection rules per role (measure: the measured series)")
+    series: dict[Literal["measure", "flair", "t2", "t1"], SeriesRuleConfig] = Field(
+        default_factory=dict,
+        description="series selection rules per role: measure (the measured series, e.g. the post-contrast T1), and the "
+                    "sequences read beside it (flair, t2, t1: chosen among the study's other volumes)")
+    sequences: dict[Literal["flair", "t2", "t1"], str] = Field(
+        default_factory=dict,
+        description="nifti: other sequences of each time point, file name templates in its folder (as `image`), e.g. "
+                    "{flair: flair.nii.gz}; rigidly registered to the measured image unless they share its grid")
     image: str | None = Field(default=None, description="nifti: template of the image file in a time point's folder")
     timepoints: str = Field(default="{patient_id}/{timepoint}", description="nifti: layout of the time point folders")
     lesion_metadata: str | None = Field(
@@ -122,6 +128,11 @@ class DatasetConfig(_Strict):
     def _template_fields(cls, value: str | None) -> str | None:
         return _path_template(value)
 
+    @field_validator("sequences")
+    @classmethod
+    def _sequence_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        return {role: _path_template(template) or "" for role, template in value.items()}
+
     @field_validator("timepoints")
     @classmethod
     def _layout(cls, value: str) -> str:
@@ -134,6 +145,9 @@ class DatasetConfig(_Strict):
     def _kind_needs(self) -> DatasetConfig:
         if self.kind == "nifti" and (self.image is None or self.visits is None):
             raise ValueError("a nifti dataset needs `image` (file name in each time point folder) and `visits` (the dates)")
+        if self.kind == "dicom" and self.sequences:
+            raise ValueError("`sequences` names files of a nifti dataset; in a DICOM archive give each sequence a series "
+                             "rule instead (dataset.series.flair, ...)")
         if self.source == "files" and self.mask is None:
             raise ValueError("`mask` (the label map template) is needed unless segmentations.source is archive")
         if self.source == "archive" and self.kind != "dicom":
@@ -160,9 +174,29 @@ class DatasetConfig(_Strict):
 
 
 class LesionConfig(_Strict):
+    """``compartments``: the label map holds tumour compartments, not lesions (gliomas): a preset
+    (``brats2021``: 1 necrosis, 2 oedema, 4 enhancing; ``brats2023``: 1 necrosis, 2 non-enhancing FLAIR
+    hyperintensity, 3 enhancing) or ``{enhancing: [..], necrosis: [..], non_enhancing: [..], cavity: [..]}``.
+    The lesions measured are then the enhancing lesions with the necrosis they enclose (never a cavity), and
+    the T2/FLAIR burden is measured beside them (:mod:`imaging.segmentation.compartments`).
+    ``flair_increase_pct``: a FLAIR burden volume this much above its smallest earlier value is a T2/FLAIR
+    ``increased`` (our reading of RANO's "significant increase"); a visits CSV value wins."""
+
     mode: Literal["labels", "components"] = "labels"
     min_volume_mm3: float = Field(default=10.0, ge=0)
     default_organ: str = "unknown"
+    compartments: str | dict[str, list[int]] | None = None
+    flair_increase_pct: float = Field(default=25.0, gt=0)
+
+    @field_validator("compartments")
+    @classmethod
+    def _compartments(cls, value: str | dict[str, list[int]] | None) -> str | dict[str, list[int]] | None:
+        if value is None:
+            return None
+        from imaging.segmentation.compartments import compartments_from_config
+
+        compartments_from_config(value)  # raises ValueError naming the field
+        return value
 
 
 class ExecutorConfig(_Strict):

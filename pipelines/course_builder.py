@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,8 @@ def build_course(
     tracked_by: dict[dt.date, str] | None = None,
     not_found: dict[dt.date, set[int]] | None = None,
     untracked: dict[dt.date, str] | None = None,
+    *,
+    flair_increase_pct: float | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
     """Course (as the contract's dict), one lesion row per lesion (or fragment) x time point, and a note
     on the baseline.
@@ -112,6 +115,9 @@ def build_course(
         segmentation could not find: not evaluated there (null), not "disappeared".
     untracked : per scan measured but not related to the baseline (its registration failed), why:
         not evaluated, its lesions recorded by label.
+    flair_increase_pct : gliomas (``lesions.compartments``): the lesions are enhancing lesions, each scan's
+        T2/FLAIR burden gets a row, and a scan without a ``t2_flair`` in the visits CSV gets one from the
+        images (:func:`flair_status`); None for other tumours.
 
     Raises
     ------
@@ -314,6 +320,11 @@ def build_course(
                 )
         course_tps.append(entry)
 
+    if flair_increase_pct is not None:
+        for row in rows:
+            row["compartment"] = "enhancing"
+        rows.extend(flair_rows(timepoints))
+        flair_status(course_tps, timepoints, flair_increase_pct)
     course = {
         "patient_id": patient_id,
         "context": {
@@ -324,6 +335,55 @@ def build_course(
         "timepoints": course_tps,
     }
     return course, rows, note
+
+
+def flair_rows(timepoints: list[MeasuredTimepoint | FailedTimepoint]) -> list[dict[str, Any]]:
+    """One lesions.csv row per scan for its T2/FLAIR burden (lesion ``FLAIR``, compartment ``flair_burden``)."""
+    rows = []
+    for tp in timepoints:
+        if not isinstance(tp, MeasuredTimepoint) or (tp.flair is None and tp.flair_problem is None):
+            continue
+        f = tp.flair or {}
+        rows.append({
+            "patient_id": tp.patient_id, "date": tp.study_date.isoformat(), "lesion_id": "FLAIR", "label": None,
+            "organ": "brain", "nodal": False, "status": "present" if tp.flair else "not_evaluated",
+            "volume_mm3": round(f["volume_mm3"], 2) if tp.flair else None,
+            "long_axis_mm": round(f["long_axis_mm"], 2) if tp.flair else None,
+            "perpendicular_mm": round(f["perpendicular_mm"], 2) if tp.flair else None,
+            "bidimensional_product_mm2": round(f["bidimensional_product_mm2"], 2) if tp.flair else None,
+            "slice_thickness_mm": round(tp.slice_thickness_mm, 3), "study_uid": tp.study_uid, "series_uid": tp.series_uid,
+            "tracking": tp.flair_problem or "", "tracked_by": "", "compartment": "flair_burden",
+            "sequence": f.get("sequence", "flair"),
+        })
+    return rows
+
+
+def flair_status(course_tps: list[dict[str, Any]], timepoints: list[MeasuredTimepoint | FailedTimepoint],
+                 increase_pct: float) -> None:
+    """T2/FLAIR status from the images, where the visits CSV gives none (in place, on the course's entries).
+
+    RANO (Wen 2010, Table 2) asks whether T2/FLAIR non-enhancing lesions are stable or significantly
+    increased. Read here: ``increased`` when the FLAIR burden's volume is at least ``increase_pct`` % above
+    its smallest earlier value (the +25% RANO uses for products), else ``stable``; the first scan with a
+    burden has no earlier value and gets none. The visits CSV's value, when given, wins. The course records
+    which source decided (``clinical.t2_flair_source``), which the RANO calls' reasons state.
+    """
+    smallest: float | None = None
+    for entry, tp in zip(course_tps, timepoints, strict=True):
+        volume = tp.flair["volume_mm3"] if isinstance(tp, MeasuredTimepoint) and tp.flair else None
+        clinical = entry.setdefault("clinical", {})
+        if clinical.get("t2_flair") is not None:
+            clinical["t2_flair_source"] = "visits CSV"
+        elif volume is not None and smallest is not None:
+            change = 100.0 * (volume - smallest) / smallest if smallest > 0 else (math.inf if volume > 0 else 0.0)
+            clinical["t2_flair"] = "increased" if change >= increase_pct else "stable"
+            clinical["t2_flair_source"] = (
+                f"images: FLAIR burden {volume / 1000:.1f} ml, {change:+.1f}% from its smallest earlier value "
+                f"{smallest / 1000:.1f} ml; increased from {increase_pct:+g}%, lesions.flair_increase_pct")
+        if not clinical:
+            del entry["clinical"]
+        if volume is not None:
+            smallest = volume if smallest is None else min(smallest, volume)
 
 
 def _row(tp: MeasuredTimepoint, li: LesionMetadata, label: int | None, m: LesionMeasurement | None, status: str) -> dict[str, Any]:
@@ -341,6 +401,8 @@ def _row(tp: MeasuredTimepoint, li: LesionMetadata, label: int | None, m: Lesion
         "nodal": li.nodal,
         "status": status,
         "slice_thickness_mm": round(tp.slice_thickness_mm, 3),
+        "compartment": "",
+        "sequence": "measure",
     }
     if m is None:
         row.update({"n_voxels": 0, "volume_mm3": 0.0, "long_axis_mm": 0.0, "short_axis_mm": 0.0, "perpendicular_mm": 0.0,

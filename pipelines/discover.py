@@ -34,6 +34,13 @@ class TimepointSource:
     segmentation: SegmentationRef | None = None  # segmentations.source: archive: the SEG/RTSTRUCT used
     #: Archive segmentations: (segment or ROI number in the file, label value, lesion name) of each lesion segment.
     lesion_segments: tuple[tuple[int, int, str], ...] = ()
+    #: Other sequences of the exam (role -> a NIfTI path or a DICOM volume), read beside the measured one.
+    sequences: tuple[tuple[str, Path | SeriesInfo], ...] = ()
+    #: Roles whose sequence could not be chosen, and why (that role's assessment fails, not the time point).
+    sequence_problems: tuple[tuple[str, str], ...] = ()
+
+    def sequence(self, role: str) -> Path | SeriesInfo | None:
+        return dict(self.sequences).get(role)
 
     def missing_mask(self) -> str:
         """Why this time point has no lesion outlines of its own (for messages)."""
@@ -153,6 +160,7 @@ def _discover_nifti(dataset: DatasetConfig) -> Discovery:
                 patient_id=patient_id, study_date=date, study_uid=f"{patient_id}/{timepoint}", series=None,
                 mask_path=folder / dataset.mask.format(**fields), image_path=folder / dataset.image.format(**fields),
                 timepoint=timepoint,
+                sequences=tuple((role, folder / template.format(**fields)) for role, template in dataset.sequences.items()),
             )
         )
     for tps in found.patients.values():
@@ -222,6 +230,8 @@ def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None, roi_names: b
                                       "chosen": chosen, **describe_volume(v), "reason": why})
         series = choice.chosen
         problem = choice.error if series is None else None
+        sequences, sequence_problems = _choose_sequences(dataset, study_volumes, series, patient_id, date, study_uid,
+                                                         found.series_rows)
         segmentation = None
         if archive:
             mask_path = Path()
@@ -247,13 +257,41 @@ def _discover_dicom(dataset: DatasetConfig, catalogue: Path | None, roi_names: b
             mask_path = dataset.root / dataset.mask.format(patient_id=patient_id, study_date=date.isoformat(),
                                                            timepoint=date.isoformat())
         found.patients.setdefault(patient_id, []).append(
-            TimepointSource(patient_id, date, study_uid, series, mask_path, problem, segmentation=segmentation)
+            TimepointSource(patient_id, date, study_uid, series, mask_path, problem, segmentation=segmentation,
+                            sequences=sequences, sequence_problems=sequence_problems)
         )
     for tps in found.patients.values():
         tps.sort(key=lambda t: t.study_date)
     if archive:
         _name_lesions(found, dataset, roi_names)
     return found
+
+
+def _choose_sequences(dataset: DatasetConfig, study_volumes: list[SeriesInfo], measured: SeriesInfo | None,
+                      patient_id: str, date: dt.date, study_uid: str, rows: list[dict]):  # noqa: ANN202
+    """The study's other sequences by the rule of each role (``dataset.series.<role>``), among its volumes other than
+    the measured one; a role that cannot be decided is a problem of that role, never a guess."""
+    from imaging.io.selection import describe_volume, select_series
+
+    sequences: list[tuple[str, SeriesInfo]] = []
+    problems: list[tuple[str, str]] = []
+    for role in ("flair", "t2", "t1"):
+        if role not in dataset.series:
+            continue
+        others = [v for v in study_volumes if measured is None or v.volume_id != measured.volume_id]
+        choice = select_series(others, _rule(dataset, role), rule_path=f"dataset.series.{role}")
+        for v in others:
+            chosen = choice.chosen is not None and v.volume_id == choice.chosen.volume_id
+            why = choice.why if chosen else next((r for c, r in choice.rejected if c.volume_id == v.volume_id),
+                                                 choice.error or "not chosen")
+            rows.append({"patient_id": patient_id, "date": date.isoformat(), "study_uid": study_uid,
+                         "volume_id": v.volume_id, "series_uid": v.series_uid, "role": role, "chosen": chosen,
+                         **describe_volume(v), "reason": why})
+        if choice.chosen is not None:
+            sequences.append((role, choice.chosen))
+        else:
+            problems.append((role, choice.error or f"no {role} series in the study"))
+    return tuple(sequences), tuple(problems)
 
 
 def _name_lesions(found: Discovery, dataset: DatasetConfig, roi_names: bool) -> None:

@@ -300,7 +300,7 @@ def _course_view(course: dict | None, date: str) -> tuple[dict[str, tuple[str, d
     info = TimePointInfo(
         date=date, kind="baseline" if index == b else ("pre_baseline" if index < b else "follow_up"),
         order=index + 1, days_from_baseline=(dates[index] - dates[b]).days,
-        context={k: ctx.get(k) for k in ("treatment_start", "radiotherapy_end", "immunotherapy") if k in ctx},
+        context={k: ctx.get(k) for k in ("treatment_start", "radiotherapy_end", "immunotherapy", "tumour") if k in ctx},
         clinical=dict(entry.get("clinical") or {}), slice_thickness_mm=entry.get("slice_thickness_mm"),
     )
     return roles, info

@@ -53,7 +53,7 @@ LESION_COLUMNS = (
     "long_axis_mm", "short_axis_mm", "perpendicular_mm", "bidimensional_product_mm2", "max_3d_diameter_mm",
     "center_lps", "long_axis_end0_lps", "long_axis_end1_lps", "short_axis_end0_lps", "short_axis_end1_lps",
     "long_axis_slice", "slice_thickness_mm",
-    "study_uid", "series_uid", "tracking", "tracked_by",
+    "study_uid", "series_uid", "tracking", "tracked_by", "compartment", "sequence",
 )
 RESPONSE_COLUMNS = (
     "patient_id", "date", "criterion", "response", "flags", "reason", "sum_mm", "sum_products_mm2",
@@ -62,6 +62,7 @@ RESPONSE_COLUMNS = (
 REGISTRATION_COLUMNS = (
     "patient_id", "date", "status", "rotation_deg", "scale_min", "scale_max", "translation_mm", "metric_initial",
     "metric_final", "landmarks", "landmark_error_mm", "landmark_error_max_mm", "seconds", "transform_file", "problems",
+    "registered",
 )
 BEST_COLUMNS = ("patient_id", "criterion", "response", "date", "reason")
 FAILURE_COLUMNS = ("patient_id", "date", "stage", "reason")
@@ -470,14 +471,14 @@ def _run_locked(
         for patient_id in sorted(found.patients):
             _assess_patient(config, patient_id, found.patients[patient_id], staged, clinical,
                             visits.get(patient_id, []), ledger, summary, outputs, found.lesion_metadata)
-        summary.registration_rows = _registration_rows(config, staged)
+        summary.registration_rows = _registration_rows(config, staged, outputs)
         summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
         outputs.csv("lesions.csv", summary.lesion_rows, LESION_COLUMNS)
         outputs.parquet("lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
         outputs.csv("responses.csv", summary.response_rows, RESPONSE_COLUMNS)
         outputs.csv("best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
-        if config.tracking.method == "registration":
+        if config.tracking.method == "registration" or summary.registration_rows:
             outputs.csv("registrations.csv", summary.registration_rows, REGISTRATION_COLUMNS)
         if config.radiomics.enabled:
             outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
@@ -552,7 +553,9 @@ def _assess_patient(
         course_dict, rows, note = build_course(patient_id, tps, clinical.get(patient_id), metadata, tracking,
                                                config.lesions.default_organ, visits, config.tracking.too_small_mm,
                                                staged.tracked_by.get(patient_id), not_found,
-                                               staged.untracked.get(patient_id))
+                                               staged.untracked.get(patient_id),
+                                               flair_increase_pct=config.lesions.flair_increase_pct
+                                               if config.lesions.compartments is not None else None)
         if note:
             summary.notes.append(f"patient {patient_id}: {note}")
         outputs.json(outputs.patient_file("courses", patient_id, ".json"), course_dict)
@@ -590,30 +593,53 @@ def _assess_patient(
     ledger.done(task_id, time.perf_counter() - t0)
 
 
-def _registration_rows(config: RunConfig, staged: Staged) -> list[dict[str, Any]]:
-    """One row per registered scan: status, the transform's rotation/scales/shift, metric, landmark error."""
+def _registration_rows(config: RunConfig, staged: Staged, outputs: RunOutputs | None = None) -> list[dict[str, Any]]:
+    """One row per registered scan: status, the transform's rotation/scales/shift, metric, landmark error; and
+    (gliomas) one per FLAIR registered to its exam's measured series, whose transform is written beside the others."""
     rows = []
     for (pid, date), aligned in sorted(staged.aligned.items()):
         reg = aligned.get("registration")
         if reg is None:
             continue
-        scales = reg.get("scales") or [None, None]
-        shift = reg.get("translation_mm")
         transform = aligned.get("transform_file")
-        rows.append({
-            "patient_id": pid, "date": date.isoformat(), "status": reg["status"],
-            "rotation_deg": _fmt(reg.get("rotation_deg"), 3),
-            "scale_min": _fmt(scales[0], 4), "scale_max": _fmt(scales[-1], 4),
-            "translation_mm": _fmt(float(sum(v * v for v in shift) ** 0.5), 3) if shift else None,
-            "metric_initial": _fmt(reg.get("metric_initial"), 4), "metric_final": _fmt(reg.get("metric_final"), 4),
-            "landmarks": aligned.get("landmarks", 0),
-            "landmark_error_mm": _fmt(reg.get("landmark_error_mm"), 3),
-            "landmark_error_max_mm": _fmt(reg.get("landmark_error_max_mm"), 3),
-            "seconds": _fmt(reg.get("seconds"), 2),
-            "transform_file": os.path.relpath(transform, config.output_dir) if transform else "",
-            "problems": "; ".join(reg.get("problems", [])),
-        })
+        rows.append(_registration_row(pid, date, reg, transform, config, aligned.get("landmarks", 0),
+                                      "scan to baseline"))
+    for (pid, date), m in sorted(staged.measured.items()):
+        reg = (getattr(m, "flair", None) or {}).get("registration")
+        if not reg:
+            continue
+        transform = None
+        if outputs is not None and reg.get("affine"):
+            import SimpleITK as sitk
+
+            from imaging.registration.transforms import save_transform
+
+            affine = sitk.AffineTransform(3)
+            affine.SetMatrix(reg["affine"]["matrix"])
+            affine.SetTranslation(reg["affine"]["offset"])
+            transform = save_transform(affine, outputs.patient_dir("transforms", pid) / f"{date.isoformat()}_flair.tfm")
+        rows.append(_registration_row(pid, date, reg, transform, config, 0, "FLAIR to measured series (same exam)"))
     return rows
+
+
+def _registration_row(pid: str, date: dt.date, reg: dict, transform: Any, config: RunConfig, landmarks: int,
+                      registered: str) -> dict[str, Any]:
+    scales = reg.get("scales") or [None, None]
+    shift = reg.get("translation_mm")
+    return {
+        "patient_id": pid, "date": date.isoformat(), "status": reg["status"],
+        "rotation_deg": _fmt(reg.get("rotation_deg"), 3),
+        "scale_min": _fmt(scales[0], 4), "scale_max": _fmt(scales[-1], 4),
+        "translation_mm": _fmt(float(sum(v * v for v in shift) ** 0.5), 3) if shift else None,
+        "metric_initial": _fmt(reg.get("metric_initial"), 4), "metric_final": _fmt(reg.get("metric_final"), 4),
+        "landmarks": landmarks,
+        "landmark_error_mm": _fmt(reg.get("landmark_error_mm"), 3),
+        "landmark_error_max_mm": _fmt(reg.get("landmark_error_max_mm"), 3),
+        "seconds": _fmt(reg.get("seconds"), 2),
+        "transform_file": os.path.relpath(transform, config.output_dir) if transform else "",
+        "problems": "; ".join(reg.get("problems", [])),
+        "registered": registered,
+    }
 
 
 def _radiomics_rows(patient_id: str, tps: list, names: dict[tuple[str, int], str]) -> list[dict[str, Any]]:

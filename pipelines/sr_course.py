@@ -119,7 +119,7 @@ _ROLE, _NT_STATUS, _NEW_STATUS, _MEASURABLE, _TOO_SMALL = "LESIONROLE", "NTSTATU
 _SPLIT, _COALESCED = "SPLITFROM", "COALESCED"
 _CONTEXT_ID = "time-point context"
 _CLINICAL = {"STEROIDMG": "steroid_dose_mg", "CLINSTABLE": "clinically_stable", "T2FLAIR": "t2_flair",
-             "OUTSIDERT": "outside_radiation_field", "HISTOLOGY": "histologic_confirmation"}
+             "OUTSIDERT": "outside_radiation_field", "HISTOLOGY": "histologic_confirmation", "ENHANCEMENT": "enhancement"}
 _YES, _NO = ("SCT", "373066001"), ("SCT", "373067005")
 _TIME_POINT_KINDS = {("UMLS", "C1442488"): "baseline", ("UMLS", "C3539075"): "pre_baseline",
                      ("DCM", "126074"): "follow_up"}
@@ -345,6 +345,10 @@ def _read_group(group: Dataset, where: str, notes: list[str]) -> Finding | dict 
                 course["too_small_to_measure"] = yes
             elif code[1] == "IMMUNOTHERAPY":
                 context["immunotherapy"] = yes
+            elif code[1] == "TUMOUR":
+                context["tumour"] = value[1]
+            elif code[1] == "COMPONENT":
+                course["component"] = value[1]
             elif code[1] in _CLINICAL:
                 coded_ctx[_CLINICAL[code[1]]] = yes if value[:2] in (_YES, _NO) else value[1]
         elif code[0] == _SCHEME and vt == "TEXT":
@@ -357,6 +361,8 @@ def _read_group(group: Dataset, where: str, notes: list[str]) -> Finding | dict 
                 context["treatment_start"] = text
             elif code[1] == "RTEND":
                 context["radiotherapy_end"] = text
+            elif code[1] == "T2FLAIRSRC":
+                coded_ctx["t2_flair_source"] = text
         elif vt == "NUM":
             if code[0] == _SCHEME and code[1] == "STEROIDMG":
                 mv = item.get("MeasuredValueSequence")
@@ -643,7 +649,7 @@ def read_sr_course(
 
     ctx = dict(context) if context is not None else (_load_context(folder) or {})
     own_ctx = next((r.context for r in reports if r.context), {})
-    for key in ("treatment_start", "radiotherapy_end", "immunotherapy"):
+    for key in ("treatment_start", "radiotherapy_end", "immunotherapy", "tumour"):
         if key not in ctx and key in own_ctx:
             ctx[key] = own_ctx[key]
     ctx.setdefault("treatment_start", dates[0].isoformat())
@@ -706,7 +712,8 @@ def _own_timepoint(r: ReportReading) -> dict[str, Any]:
             entry["target"].append({
                 **base, "nodal": f.nodal, "long_axis_mm": f.long_axis_mm, "short_axis_mm": f.short_axis_mm,
                 "perpendicular_mm": f.perpendicular_mm, "volume_mm3": f.volume_mm3,
-                **{k: f.course[k] for k in ("too_small_to_measure", "split_from", "coalesced_into") if k in f.course}})
+                **{k: f.course[k] for k in ("too_small_to_measure", "split_from", "coalesced_into", "component")
+                   if k in f.course}})
         elif f.role == "non_target":
             entry["non_target"].append({**base, "status": f.course.get("status", "present")})
         elif f.role == "new":

@@ -19,6 +19,10 @@ from pipelines.config import LesionConfig
 from pipelines.discover import TimepointSource
 from pipelines.outputs import safe_name
 
+#: What the FLAIR's registration to the measured series records (as a follow-up's registration does).
+FLAIR_QUALITY_KEYS = ("status", "rotation_deg", "translation_mm", "scales", "metric_initial", "metric_final",
+                      "problems", "seconds")
+
 
 class StageError(Exception):
     """A stage failed for one time point; the message names the input and the reason."""
@@ -38,6 +42,11 @@ class MeasuredTimepoint:
     lesions: tuple[LesionMeasurement, ...]
     problems: tuple[str, ...] = ()  # what the loader corrected or noticed (resampled tilt, dropped duplicates, ...)
     radiomics: dict[int, dict[str, float]] = field(default_factory=dict)  # label -> pyradiomics features
+    #: Gliomas (``lesions.compartments``): the T2/FLAIR burden (:class:`imaging.measurement.burden.FlairBurden`
+    #: fields, plus ``sequence``: the grid it was measured on, and ``registration``: the FLAIR's rigid fit), or why
+    #: it could not be measured (``flair_problem``: that assessment fails, not the time point).
+    flair: dict | None = None
+    flair_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,60 @@ def load_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: AN
         labels = load_label_map(tp.mask_path, image)
     except ImagingError as exc:
         raise StageError(f"{where}: loading the label map failed: {exc}") from exc
+    if lesions.compartments is not None:
+        # Tumour compartments: the lesions are the enhancing lesions with the necrosis they enclose, never a cavity.
+        from imaging.segmentation.compartments import compartments_from_config, enhancing_lesions
+
+        labels = enhancing_lesions(labels, compartments_from_config(lesions.compartments))
     return lesion_label_map(labels, mode=lesions.mode, min_volume_mm3=lesions.min_volume_mm3)
+
+
+def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: ANN001 - sitk.Image
+                  raw=None) -> tuple[dict | None, str | None, list[str]]:  # noqa: ANN001
+    """The T2/FLAIR burden of a glioma time point: everything abnormal on FLAIR, measured on the FLAIR grid.
+
+    The FLAIR (``dataset.sequences.flair`` / ``dataset.series.flair``) is rigidly registered to the measured image
+    within the exam (mutual information) unless it shares its grid; without a FLAIR sequence the burden is measured
+    on the label map's own grid (its FLAIR-hyperintensity label, drawn on a co-registered FLAIR). Returns
+    ``(burden, problem, notes)``: an implausible registration or an unreadable FLAIR is the ``problem`` of this
+    assessment, never a failure of the time point.
+    """
+    from imaging.io import Geometry
+    from imaging.measurement.burden import measure_flair_burden
+    from imaging.registration import RegistrationConfig, register
+    from imaging.segmentation.compartments import compartments_from_config, flair_burden
+
+    comp = compartments_from_config(lesions.compartments)
+    if raw is None:
+        raw = load_label_map(tp.mask_path, image)
+    problem = dict(tp.sequence_problems).get("flair")
+    if problem:
+        return None, f"FLAIR: {problem}", []
+    source = tp.sequence("flair")
+    if source is None:
+        burden = measure_flair_burden(flair_burden(raw, comp))
+        return {**burden.to_dict(), "sequence": "label map grid", "registration": None}, None, []
+    try:
+        flair = read_nifti(source).image if isinstance(source, Path) else read_series(source).image
+    except (ImagingError, OSError) as exc:
+        return None, f"FLAIR {source if isinstance(source, Path) else source.series_uid}: not readable ({exc})", []
+    registration = None
+    transform = None
+    if not Geometry.of(flair).same_grid(Geometry.of(image)):
+        # Within one exam the head moves rigidly; mutual information copes with the two contrasts.
+        result = register(flair, image, RegistrationConfig(stages=("rigid",)))
+        registration = {k: v for k, v in result.to_dict().items() if k in FLAIR_QUALITY_KEYS}
+        if not result.ok:
+            return None, (f"FLAIR to measured series registration {result.status}: {'; '.join(result.problems)}; the "
+                          "T2/FLAIR burden is not measured at this scan"), []
+        transform = result.transform  # FLAIR points -> measured-image points
+        origin = transform.TransformPoint((0.0, 0.0, 0.0))
+        columns = [[a - b for a, b in zip(transform.TransformPoint(e), origin, strict=True)]
+                   for e in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))]
+        registration["affine"] = {"matrix": [columns[j][i] for i in range(3) for j in range(3)],
+                                  "offset": list(origin)}  # p_measured = matrix @ p_flair + offset (LPS mm)
+    burden = measure_flair_burden(flair_burden(raw, comp, flair, transform))
+    return {**burden.to_dict(), "sequence": "flair", "registration": registration}, None, []
 
 
 def segment_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: ANN001, ANN201 - sitk.Image
@@ -223,6 +285,18 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras
                                                            **settings)
                 except RadiomicsError as exc:
                     problems.append(f"radiomics of {extras.name_of(m.label)}: {exc}")
+    flair = flair_problem = None
+    if lesions.compartments is not None and tp.segmentation is None:
+        from imaging.segmentation.compartments import compartments_from_config, rano_measurability
+
+        raw = load_label_map(tp.mask_path, image)  # the compartments, for the cavity rule and the FLAIR burden
+        comp = compartments_from_config(lesions.compartments)
+        for m in measurements:
+            _, why = rano_measurability(m, lesion_labels(m), compartment_labels=raw, comp=comp,
+                                        slice_thickness_mm=float(thickness))
+            problems.append(f"{extras.name_of(m.label) if extras else f'L{m.label}'} (RANO measurability): {why}")
+        flair, flair_problem, notes = measure_flair(tp, image, lesions, raw)
+        problems.extend(notes)
     return MeasuredTimepoint(
         **_identity(tp),
         slice_thickness_mm=float(thickness),
@@ -230,6 +304,8 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras
         lesions=measurements,
         problems=tuple(problems),
         radiomics=features,
+        flair=flair,
+        flair_problem=flair_problem,
     )
 
 
@@ -274,6 +350,8 @@ def measured_to_dict(m: MeasuredTimepoint) -> dict:
         "radiomics": {str(k): v for k, v in m.radiomics.items()},
         "geometry": m.geometry.to_dict(),
         "lesions": [lesion.to_dict() for lesion in m.lesions],
+        "flair": m.flair,
+        "flair_problem": m.flair_problem,
     }
 
 
@@ -294,4 +372,6 @@ def measured_from_dict(d: dict, tp: TimepointSource) -> MeasuredTimepoint:
         lesions=lesions,
         problems=tuple(d.get("problems", ())),
         radiomics={int(k): v for k, v in d.get("radiomics", {}).items()},
+        flair=d.get("flair"),
+        flair_problem=d.get("flair_problem"),
     )

@@ -35,8 +35,14 @@ def measure_key(tp: TimepointSource, lesions: LesionConfig, extras: Extras | Non
     radiomics = None
     if extras is not None and extras.radiomics_params is not None:
         radiomics = [file_digest(extras.radiomics_params), list(extras.mr_settings)]
+    sequences = []
+    if lesions.compartments is not None:  # the FLAIR burden reads the other sequences
+        for role, source in tp.sequences:
+            files = [source] if isinstance(source, Path) else [Path(f) for f in source.files]
+            sequences.append([role, files_digest([f for f in files if f.is_file()])])
+        sequences.append([list(p) for p in tp.sequence_problems])
     return make_key("measure", MEASURE_STAGE_VERSION, files_digest(inputs), _volume(tp), lesions.model_dump(), radiomics,
-                    [list(s) for s in tp.lesion_segments], code_version(*MEASURE_CODE))
+                    [list(s) for s in tp.lesion_segments], sequences, code_version(*MEASURE_CODE))
 
 
 def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | None,

@@ -576,7 +576,8 @@ def write_dicom_series(vol: np.ndarray, grid: Grid, modality: str, out_dir: Path
         raise ValueError("pixel values out of the unsigned 16-bit range")
     f = meta["fake"]
     for k in range(nz):
-        sop_uid = _uid(meta["patient_id"], meta["date"], "sop", k)
+        # A study of several series (the glioma's T1c and FLAIR) names each: its instances' UIDs differ.
+        sop_uid = _uid(meta["patient_id"], meta["date"], *([meta["series_key"]] if "series_key" in meta else []), "sop", k)
         ds = Dataset()
         fm = FileMetaDataset()
         fm.MediaStorageSOPClassUID = sop_class

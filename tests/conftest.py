@@ -23,6 +23,17 @@ def sample_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def glioma_root() -> Path:
+    """The sample data's glioma patient (sample_data/glioma.py, built by `make sample-data`)."""
+    root = REPO / "sample_data" / "glioma"
+    if not (root / ".complete").is_file():
+        if os.environ.get("CI"):
+            pytest.fail("glioma sample data missing in CI: `make test` should have generated it")
+        pytest.skip("glioma sample data not generated: run `make sample-data`")
+    return root
+
+
+@pytest.fixture(scope="session")
 def sample_truth(sample_root: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(sample_root.glob("*/truth.json"))}
 

@@ -66,6 +66,7 @@ CRITERION_CODES: dict[str, tuple[str, str, str]] = {
     "irano": ("iRANO", SCHEME, "iRANO"),
     "ranobm": ("RANO-BM", SCHEME, "RANO-BM"),
     "irrc": ("irRC", SCHEME, "immune-related response criteria"),
+    "ranolgg": ("RANO-LGG", SCHEME, "RANO for low-grade gliomas"),
 }
 
 #: Concept names of the response group's items.
@@ -100,7 +101,12 @@ CLINICAL = {
     "t2_flair": ("T2FLAIR", SCHEME, "T2/FLAIR"),
     "outside_radiation_field": ("OUTSIDERT", SCHEME, "Outside radiation field"),
     "histologic_confirmation": ("HISTOLOGY", SCHEME, "Histologic confirmation"),
+    "enhancement": ("ENHANCEMENT", SCHEME, "Contrast enhancement"),
 }
+#: Free-text fields of a visit and of the course context, written as TEXT.
+CLINICAL_TEXT = {"t2_flair_source": ("T2FLAIRSRC", SCHEME, "Source of the T2/FLAIR status")}
+TUMOUR = ("TUMOUR", SCHEME, "Glioma type for RANO 2.0")
+COMPONENT = ("COMPONENT", SCHEME, "Tumour component of the target")
 YES = ("373066001", "SCT", "Yes")
 NO = ("373067005", "SCT", "No")
 #: TID 1502 Time Point Type (CID 6146) of a scan's role in the course.
@@ -256,6 +262,9 @@ def _course_items(lesion: LesionRecord) -> tuple[list, list]:
             status = str(entry["status"])
             coded.append(hd.sr.QualitativeEvaluation(name=_code(NEW_LESION_STATUS), value=_code((status, SCHEME, status))))
     elif lesion.role == "target":
+        if entry.get("component"):
+            component = str(entry["component"])
+            coded.append(hd.sr.QualitativeEvaluation(name=_code(COMPONENT), value=_code((component, SCHEME, component))))
         if entry.get("too_small_to_measure"):
             coded.append(hd.sr.QualitativeEvaluation(name=_code(TOO_SMALL), value=_yes_no(True)))
         for key, concept in (("split_from", SPLIT_FROM), ("coalesced_into", COALESCED_INTO)):
@@ -403,6 +412,12 @@ def _context_group(tp: TimePointInfo, patient_id: str, tp_context, uid_key: byte
     if tp.slice_thickness_mm is not None:
         measurements.append(hd.sr.Measurement(name=_code(SLICE_THICKNESS), value=float(tp.slice_thickness_mm),
                                               unit=codes.UCUM.Millimeter))
+    if ctx.get("tumour"):
+        coded.append(hd.sr.QualitativeEvaluation(name=_code(TUMOUR), value=_code((str(ctx["tumour"]), SCHEME,
+                                                                                  str(ctx["tumour"])))))
+    for key, concept in CLINICAL_TEXT.items():
+        if tp.clinical.get(key):
+            texts.append(_text(concept, str(tp.clinical[key])))
     for key, concept in CLINICAL.items():
         value = tp.clinical.get(key)
         if value is None:

@@ -42,6 +42,8 @@ LESION_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("nodal", "nodal", None),
     ("status", "status", None),
     ("tracking", "tracking", None),
+    ("compartment", "compartment", None),
+    ("sequence", "measured on", None),
     ("long_axis_mm", "long axis (mm)", 1),
     ("short_axis_mm", "short axis (mm)", 1),
     ("perpendicular_mm", "perpendicular (mm)", 1),
@@ -456,6 +458,9 @@ class _Page:
     def _timeline(self, patient: str, rows: Sequence[TimePointCall]) -> str:
         measures = [m for m in MEASURES if any(r.sums.get(m) is not None for r in rows)]
         failed = {f.get("date", ""): f for f in self.failures_by_patient.get(patient, []) if f.get("date")}
+        # Gliomas: the T2/FLAIR burden (lesions.csv rows of compartment flair_burden) beside the enhancing sum.
+        flair = {r.get("date", ""): _number(r.get("volume_mm3")) for r in self.data.lesions
+                 if r.get("patient_id") == patient and r.get("compartment") == "flair_burden"}
         lines: list[tuple[tuple[Any, ...], str]] = []
         for r in rows:
             fail = failed.get(r.date_text)
@@ -466,6 +471,9 @@ class _Page:
             cells = [f'<td class="date">{esc(r.date_text)}</td>',
                      f'<td class="num">{_fmt(r.days_since_baseline, 0)}</td>']
             cells += [f'<td class="num">{_fmt(r.sums.get(m), 1)}</td>' for m in measures]
+            if flair:
+                volume = flair.get(r.date_text)
+                cells.append(f'<td class="num">{_fmt(volume / 1000.0 if volume is not None else None, 1)}</td>')
             cells += [f'<td class="num">{_fmt(r.change_from_baseline_pct, 1, sign=True)}</td>',
                       f'<td class="num">{_fmt(r.change_from_nadir_pct, 1, sign=True)}</td>',
                       f"<td>{_badge(r.response, r.category)}</td>", f"<td>{_flags(r.flags)}</td>",
@@ -477,13 +485,13 @@ class _Page:
             if date_text in seen:
                 continue
             days = self.days_of(patient, date_text)
-            empty = '<td class="num"></td>' * (len(measures) + 2)
+            empty = '<td class="num"></td>' * (len(measures) + 2 + (1 if flair else 0))
             lines.append(((_date(date_text) or dt.date.max, date_text),
                           f'<tr class="failed"><td class="date">{esc(date_text)}</td>'
                           f'<td class="num">{_fmt(days, 0)}</td>{empty}<td></td><td></td>'
                           f'<td class="reason"><span class="fail">scan failed ({esc(fail.get("stage", ""))}): '
                           f'{esc(fail.get("reason", ""))}</span></td></tr>'))
-        headers = ["date", "days"] + [SUM_HEADERS[m] for m in measures] + [
+        headers = ["date", "days"] + [SUM_HEADERS[m] for m in measures] + (["T2/FLAIR burden (ml)"] if flair else []) + [
             "vs baseline (%)", "vs nadir (%)", "call", "flags", "reason"]
         return _table(headers, (line for _, line in sorted(lines, key=lambda t: t[0])), cls="timeline")
 
@@ -521,7 +529,8 @@ class _Page:
         failed = {f.get("date", ""): f for f in self.failures_by_patient.get(patient, []) if f.get("date")}
         if not rows and not failed:
             return ""
-        columns = [(c, h, d) for c, h, d in LESION_COLUMNS if any(c in r for r in rows)]
+        columns = [(c, h, d) for c, h, d in LESION_COLUMNS if any(r.get(c) not in (None, "") for r in rows)
+                   and not (c == "sequence" and all(r.get(c) == "measure" for r in rows))]
         by_date: dict[str, list[dict[str, str]]] = defaultdict(list)
         for r in rows:
             by_date[r.get("date", "")].append(r)

@@ -28,13 +28,14 @@ DPI = 110
 
 # Response categories every criterion's calls map onto (iRECIST's iPR, irRC's irPR, ... -> PR).
 CATEGORIES: tuple[str, ...] = (
-    "CR", "PR", "SD", "non-CR/non-PD", "unconfirmed PD", "PD", "NE", "baseline", "pre-baseline", "other",
+    "CR", "PR", "MR", "SD", "non-CR/non-PD", "unconfirmed PD", "PD", "NE", "baseline", "pre-baseline", "other",
 )
 
 # Okabe & Ito (2008), "Color Universal Design". Yellow is drawn with a dark edge everywhere.
 COLOURS: dict[str, str] = {
     "CR": "#0072B2",             # blue
     "PR": "#009E73",             # bluish green
+    "MR": "#7FC9A8",             # lighter green: minor response (RANO-LGG, RANO 2.0 non-enhancing)
     "SD": "#F0E442",             # yellow
     "non-CR/non-PD": "#56B4E9",  # sky blue
     "unconfirmed PD": "#E69F00",  # orange
@@ -47,7 +48,7 @@ COLOURS: dict[str, str] = {
 
 # Marker per category: up = better, down/square = worse, so shape alone tells the direction.
 MARKERS: dict[str, str] = {
-    "CR": "*", "PR": "^", "SD": "o", "non-CR/non-PD": "h", "unconfirmed PD": "v", "PD": "s",
+    "CR": "*", "PR": "^", "MR": "^", "SD": "o", "non-CR/non-PD": "h", "unconfirmed PD": "v", "PD": "s",
     "NE": "X", "baseline": "|", "pre-baseline": "o", "other": "d",
 }
 
@@ -135,7 +136,7 @@ def call_category(response: str, flags: Iterable[str] = ()) -> str:
     for prefix in ("ir", "i", ""):
         if low.startswith(prefix):
             rest = low[len(prefix):].strip()
-            if rest in ("cr", "pr", "sd", "pd", "ne"):
+            if rest in ("cr", "pr", "mr", "sd", "pd", "ne"):
                 return rest.upper()
     return "other"
 

@@ -72,8 +72,10 @@ def test_archive_segmentations_need_no_mask_and_take_series_rules(tmp_path):
     assert cfg.dataset.series_rule("measure").slice_thickness_mm == (4.0, 6.0)
     with pytest.raises(ConfigError, match=r"slice_thickness_mm must be \[min, max\]"):
         load_config(_write(tmp_path, text.replace("[4, 6]", "[6, 4]")))
-    with pytest.raises(ConfigError, match=r"series\.flair"):
-        load_config(_write(tmp_path, text.replace("measure:", "flair:")))
+    with pytest.raises(ConfigError, match=r"series\.dwi"):
+        load_config(_write(tmp_path, text.replace("measure:", "dwi:")))
+    cfg = load_config(_write(tmp_path, text.replace("series: {measure:", "series: {flair: {prefer: ['*FLAIR*']}, measure:")))
+    assert cfg.dataset.series_rule("flair").prefer == ["*FLAIR*"]
 
 
 def test_bad_template_field(tmp_path):
