@@ -325,12 +325,15 @@ def build_course(
             row["compartment"] = "enhancing"
         rows.extend(flair_rows(timepoints))
         flair_status(course_tps, timepoints, flair_increase_pct)
+        enhancement_status(course_tps, timepoints)
+        add_flair_target(course_tps, timepoints, b)
     course = {
         "patient_id": patient_id,
         "context": {
             "treatment_start": context.treatment_start.isoformat() if context.treatment_start else None,
             "radiotherapy_end": context.radiotherapy_end.isoformat() if context.radiotherapy_end else None,
             "immunotherapy": context.immunotherapy,
+            **({"tumour": context.tumour} if getattr(context, "tumour", None) else {}),
         },
         "timepoints": course_tps,
     }
@@ -384,6 +387,65 @@ def flair_status(course_tps: list[dict[str, Any]], timepoints: list[MeasuredTime
             del entry["clinical"]
         if volume is not None:
             smallest = volume if smallest is None else min(smallest, volume)
+
+
+#: The course's name of a scan's T2/FLAIR burden, as a target of the criteria that measure T2/FLAIR.
+FLAIR_TARGET = "FLAIR"
+
+
+def add_flair_target(course_tps: list[dict[str, Any]], timepoints: list[MeasuredTimepoint | FailedTimepoint],
+                     b: int) -> None:
+    """The T2/FLAIR burden as a target of component ``non_enhancing``; the enhancing lesions as ``enhancing``.
+
+    RANO-LGG (van den Bent 2011) and RANO 2.0 for non-enhancing and mixed tumours (Wen 2023) measure the
+    T2/FLAIR lesion bidimensionally: the burden's long axis and perpendicular in the slice of its largest
+    product. The other criteria read the enhancing component and leave this target out. It enters the course
+    only when the baseline's burden was measured; a scan whose burden was not is not evaluated for it.
+    """
+    baseline = timepoints[b] if b < len(timepoints) else None
+    with_flair = isinstance(baseline, MeasuredTimepoint) and baseline.flair is not None
+    for entry, tp in zip(course_tps, timepoints, strict=True):
+        for target in entry["target"]:
+            target.setdefault("component", "enhancing")
+        if not with_flair:
+            continue
+        f = tp.flair if isinstance(tp, MeasuredTimepoint) else None
+        entry["target"].append({
+            "lesion": FLAIR_TARGET, "organ": "brain", "nodal": False, "component": "non_enhancing",
+            "long_axis_mm": round(f["long_axis_mm"], 3) if f else None,
+            "perpendicular_mm": round(f["perpendicular_mm"], 3) if f else None,
+            "short_axis_mm": None,
+            "volume_mm3": round(f["volume_mm3"], 3) if f else None,
+        })
+
+
+def enhancement_status(course_tps: list[dict[str, Any]], timepoints: list[MeasuredTimepoint | FailedTimepoint]) -> None:
+    """Contrast enhancement from the images, where the visits CSV gives none (RANO-LGG's "new or increased
+    enhancement", RANO 2.0 for non-enhancing tumours).
+
+    Read here, from the enhancing lesions' sum of products: ``none`` when the scan shows no enhancing lesion;
+    ``new`` when it shows one and no earlier scan did; ``increased`` when the sum is at least 25% above its
+    smallest earlier non-zero value (RANO's +25% for products); else ``stable``. The first scan gets ``none``
+    or ``stable``.
+    """
+    earlier: list[float] = []
+    for entry, tp in zip(course_tps, timepoints, strict=True):
+        if not isinstance(tp, MeasuredTimepoint):
+            continue
+        total = sum(m.bidimensional_product_mm2 for m in tp.lesions)
+        clinical = entry.setdefault("clinical", {})
+        if clinical.get("enhancement") is None:
+            positive = [v for v in earlier if v > 0]
+            if total <= 0:
+                status = "none"
+            elif not earlier:
+                status = "stable"
+            elif not positive:
+                status = "new"
+            else:
+                status = "increased" if total >= 1.25 * min(positive) else "stable"
+            clinical["enhancement"] = status
+        earlier.append(total)
 
 
 def _row(tp: MeasuredTimepoint, li: LesionMetadata, label: int | None, m: LesionMeasurement | None, status: str) -> dict[str, Any]:

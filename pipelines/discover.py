@@ -75,6 +75,8 @@ class ClinicalContext(BaseModel):
     treatment_start: dt.date | None = None
     radiotherapy_end: dt.date | None = None
     immunotherapy: bool = False
+    #: Gliomas: ``enhancing``, ``non_enhancing`` or ``mixed`` (RANO 2.0's rules by tumour type; optional column).
+    tumour: Literal["enhancing", "non_enhancing", "mixed"] | None = None
 
 
 class VisitClinical(BaseModel):
@@ -86,6 +88,7 @@ class VisitClinical(BaseModel):
     t2_flair: Literal["stable", "increased"] | None = None
     outside_radiation_field: bool | None = None
     histologic_confirmation: bool | None = None
+    enhancement: Literal["none", "stable", "new", "increased"] | None = None
 
 
 @dataclass(frozen=True)
@@ -347,7 +350,8 @@ def _name_lesions(found: Discovery, dataset: DatasetConfig, roi_names: bool) -> 
 
 
 def load_clinical(path: Path | None) -> dict[str, ClinicalContext]:
-    """Read the clinical CSV: one row per patient (patient_id, treatment_start, radiotherapy_end, immunotherapy)."""
+    """Read the clinical CSV: one row per patient (patient_id, treatment_start, radiotherapy_end, immunotherapy,
+    and optionally tumour: enhancing / non_enhancing / mixed, for gliomas)."""
     if path is None:
         return {}
     out: dict[str, ClinicalContext] = {}

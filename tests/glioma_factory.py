@@ -41,7 +41,7 @@ class Scan:
     """One time point's tumour (mm)."""
 
     date: str
-    enh_axes: tuple[float, float, float]
+    enh_axes: tuple[float, float, float] | None  # None: a non-enhancing glioma (no enhancing tumour, no necrosis)
     oedema_r: float
     cavity: tuple[float, float] | None = None  # (radius, distance of its centre from the tumour centre along +x)
 
@@ -62,8 +62,10 @@ def _image(array: np.ndarray, spacing, origin, direction, pixel=sitk.sitkFloat32
 
 def _tissues(points: np.ndarray, scan: Scan) -> dict[str, np.ndarray]:
     rel = points - CENTRE
-    a, b, c = scan.enh_axes
+    a, b, c = scan.enh_axes or (1.0, 1.0, 1.0)
     q = (rel[..., 0] / a) ** 2 + (rel[..., 1] / b) ** 2 + (rel[..., 2] / c) ** 2
+    if scan.enh_axes is None:
+        q = np.full(q.shape, np.inf)
     head = ((points / np.asarray(HEAD)) ** 2).sum(-1) <= 1.0
     brain = ((points / (np.asarray(HEAD) - 5.0)) ** 2).sum(-1) <= 1.0
     oedema = (rel ** 2).sum(-1) <= scan.oedema_r ** 2
@@ -128,13 +130,15 @@ def write_scan(folder: Path, scan: Scan, *, cavity_label: int = 6) -> dict[str, 
     flair = np.where(ft["enhancing"], 230.0, flair)
     flair = np.where(ft["cavity"], 10.0, flair)
     sitk.WriteImage(_image(flair, FLAIR_SPACING, f_origin, f_dir), str(folder / "flair.nii.gz"))
-    a, b, _ = scan.enh_axes
+    a, b, _ = scan.enh_axes or (0.0, 0.0, 0.0)
     volume = 4.0 / 3.0 * np.pi * scan.oedema_r ** 3
-    return {"long_axis_mm": 2 * a, "perpendicular_mm": 2 * b, "product_mm2": 4 * a * b, "flair_volume_mm3": volume}
+    return {"long_axis_mm": 2 * a, "perpendicular_mm": 2 * b, "product_mm2": 4 * a * b, "flair_volume_mm3": volume,
+            "flair_product_mm2": 4 * scan.oedema_r ** 2}
 
 
 def write_glioma_dataset(root: Path, scans: list[Scan], *, patient: str = "G001", treatment_start: str,
-                         radiotherapy_end: str | None, visits_extra: dict[str, str] | None = None) -> dict[str, dict]:
+                         radiotherapy_end: str | None, visits_extra: dict[str, str] | None = None,
+                         tumour: str = "") -> dict[str, dict]:
     """A NIfTI dataset of one patient (``root/<patient>/<date>/``), its visits and clinical CSVs; truth per date."""
     truth = {s.date: write_scan(root / patient / s.date, s) for s in scans}
     with (root / "visits.csv").open("w", newline="") as fh:
@@ -144,7 +148,7 @@ def write_glioma_dataset(root: Path, scans: list[Scan], *, patient: str = "G001"
             w.writerow([patient, s.date, s.date, "0", "true", (visits_extra or {}).get(s.date, "")])
     with (root / "clinical.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["patient_id", "treatment_start", "radiotherapy_end", "immunotherapy"])
-        w.writerow([patient, treatment_start, radiotherapy_end or "", "false"])
+        w.writerow(["patient_id", "treatment_start", "radiotherapy_end", "immunotherapy", "tumour"])
+        w.writerow([patient, treatment_start, radiotherapy_end or "", "false", tumour])
     assert all(dt.date.fromisoformat(s.date) for s in scans)
     return truth

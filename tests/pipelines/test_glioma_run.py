@@ -36,7 +36,7 @@ lesions:
   compartments: {{enhancing: [4], necrosis: [1], non_enhancing: [2], cavity: [6]}}
 output_dir: {out}
 executor: {{workers: 1}}
-criteria: [rano, rano2, mrano]
+criteria: [rano, rano2, mrano, ranolgg]
 outputs: {{snapshots: false}}
 """
 
@@ -130,3 +130,43 @@ def test_flair_registration_recorded_and_near_the_known_motion(glioma_run) -> No
         points = [tuple(float(v) for v in c - np.array(HEAD) * 0.4) for c in corners]
         errors = [np.linalg.norm(np.subtract(fitted.TransformPoint(p), known.TransformPoint(p))) for p in points]
         assert max(errors) < 0.5, errors
+
+
+NON_ENHANCING = [
+    Scan("2024-01-10", None, 25.0),
+    Scan("2024-03-20", None, 24.0),
+    Scan("2024-05-29", None, 20.0),
+    Scan("2024-08-07", (6.0, 5.0, 5.0), 20.0),  # new enhancement, the T2/FLAIR lesion unchanged
+]
+
+
+def test_non_enhancing_glioma_by_ranolgg_and_rano2_from_the_images(tmp_path: Path) -> None:
+    """A lower-grade glioma measured on T2/FLAIR alone: SD, then a minor response (-36% of the T2/FLAIR product),
+    then PD by new enhancement -- RANO-LGG (van den Bent 2011) and RANO 2.0's non-enhancing rules."""
+    import json
+
+    from rich.console import Console
+
+    from pipelines.config import load_config
+    from pipelines.run import run_pipeline
+
+    truth = write_glioma_dataset(tmp_path / "data", NON_ENHANCING, treatment_start="2024-01-15",
+                                 radiotherapy_end=None, tumour="non_enhancing")
+    cfg = tmp_path / "lgg.yaml"
+    cfg.write_text(CONFIG.format(root=tmp_path / "data", out=tmp_path / "out")
+                   .replace("[rano, rano2, mrano, ranolgg]", "[ranolgg, rano2]"))
+    summary = run_pipeline(load_config(cfg), Console(stderr=True, quiet=True))
+    assert not summary.failures, summary.failures
+    out = tmp_path / "out"
+    course = json.loads((out / "courses" / "G001.json").read_text())
+    assert course["context"]["tumour"] == "non_enhancing"
+    flair = [next(t for t in tp["target"] if t["lesion"] == "FLAIR") for tp in course["timepoints"]]
+    for target, t in zip(flair, truth.values(), strict=True):
+        assert target["component"] == "non_enhancing"
+        # The burden's product in its largest slice (1.2 x 1.2 x 4 mm FLAIR grid): within 8% of (2r)^2.
+        assert target["long_axis_mm"] * target["perpendicular_mm"] == pytest.approx(t["flair_product_mm2"], rel=0.08)
+    assert [tp["clinical"]["enhancement"] for tp in course["timepoints"]] == ["none", "none", "none", "new"]
+    calls = {(r["criterion"], r["date"]): r["response"] for r in _rows(out / "responses.csv")}
+    dates = [s.date for s in NON_ENHANCING]
+    assert [calls[("ranolgg", d)] for d in dates] == ["", "SD", "MR", "PD"]
+    assert [calls[("rano2", d)] for d in dates] == ["", "SD", "MR", "PD"]
