@@ -358,6 +358,14 @@ def flair_rows(timepoints: list[MeasuredTimepoint | FailedTimepoint]) -> list[di
             "tracking": tp.flair_problem or "", "tracked_by": "", "compartment": "flair_burden",
             "sequence": f.get("sequence", "flair"),
         })
+        for name, volume in (f.get("compartments_mm3") or {}).items():
+            rows.append({
+                "patient_id": tp.patient_id, "date": tp.study_date.isoformat(), "lesion_id": name, "label": None,
+                "organ": "brain", "nodal": False, "status": "present" if volume > 0 else "absent",
+                "volume_mm3": round(volume, 2), "slice_thickness_mm": round(tp.slice_thickness_mm, 3),
+                "study_uid": tp.study_uid, "series_uid": tp.series_uid, "tracking": "", "tracked_by": "",
+                "compartment": name, "sequence": "measure",
+            })
     return rows
 
 

@@ -156,9 +156,11 @@ def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: AN
     if problem:
         return None, f"FLAIR: {problem}", []
     source = tp.sequence("flair")
+    volumes = compartment_volumes(raw, comp)
     if source is None:
         burden = measure_flair_burden(flair_burden(raw, comp))
-        return {**burden.to_dict(), "sequence": "label map grid", "registration": None}, None, []
+        return {**burden.to_dict(), "sequence": "label map grid", "registration": None,
+                "compartments_mm3": volumes}, None, []
     try:
         flair = read_nifti(source).image if isinstance(source, Path) else read_series(source).image
     except (ImagingError, OSError) as exc:
@@ -179,7 +181,18 @@ def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: AN
         registration["affine"] = {"matrix": [columns[j][i] for i in range(3) for j in range(3)],
                                   "offset": list(origin)}  # p_measured = matrix @ p_flair + offset (LPS mm)
     burden = measure_flair_burden(flair_burden(raw, comp, flair, transform))
-    return {**burden.to_dict(), "sequence": "flair", "registration": registration}, None, []
+    return {**burden.to_dict(), "sequence": "flair", "registration": registration, "compartments_mm3": volumes}, None, []
+
+
+def compartment_volumes(raw, comp) -> dict[str, float]:  # noqa: ANN001 - sitk.Image, Compartments
+    """Volume (mm3) of each non-enhancing compartment of the label map, on its own grid (voxels x voxel volume)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    array = sitk.GetArrayViewFromImage(raw)
+    voxel_mm3 = geometry_voxel_mm3(raw)
+    return {name: float(np.isin(array, getattr(comp, name)).sum()) * voxel_mm3
+            for name in ("necrosis", "non_enhancing", "cavity") if getattr(comp, name)}
 
 
 def segment_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: ANN001, ANN201 - sitk.Image

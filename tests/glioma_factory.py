@@ -132,6 +132,10 @@ def write_scan(folder: Path, scan: Scan, *, cavity_label: int = 6) -> dict[str, 
     sitk.WriteImage(_image(flair, FLAIR_SPACING, f_origin, f_dir), str(folder / "flair.nii.gz"))
     a, b, _ = scan.enh_axes or (0.0, 0.0, 0.0)
     volume = 4.0 / 3.0 * np.pi * scan.oedema_r ** 3
+    if scan.cavity is not None:  # a cavity inside the oedema, clear of the enhancing tumour: never abnormal tissue
+        r, d = scan.cavity
+        assert d + r < scan.oedema_r and d - r > (scan.enh_axes or (0.0,))[0], "cavity must lie inside the oedema"
+        volume -= 4.0 / 3.0 * np.pi * r ** 3
     return {"long_axis_mm": 2 * a, "perpendicular_mm": 2 * b, "product_mm2": 4 * a * b, "flair_volume_mm3": volume,
             "flair_product_mm2": 4 * scan.oedema_r ** 2}
 

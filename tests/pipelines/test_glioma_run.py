@@ -1,6 +1,6 @@
 """RANO from the images: a generated glioma with post-contrast T1, a FLAIR on its own grid and BraTS labels.
 
-The enhancing lesion stays the same size; the oedema grows from 30 to 30.6 mm radius (+6% in volume: stable)
+The enhancing lesion stays the same size beside a resection cavity (never counted); the oedema grows from 30 to 30.6 mm radius (+6% in volume: stable)
 and then to 36 mm (+73%: increased). RANO 2010 calls PD on that T2/FLAIR increase, read from the images,
 outside the 12-week window after radiotherapy; RANO 2.0 and mRANO, which do not use T2/FLAIR for enhancing
 tumours, do not.
@@ -9,6 +9,7 @@ tumours, do not.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ import pytest
 from tests.glioma_factory import Scan, write_glioma_dataset
 
 SCANS = [
-    Scan("2024-01-10", (14.0, 10.0, 9.0), 30.0),
-    Scan("2024-03-20", (14.0, 10.0, 9.0), 30.6),
-    Scan("2024-05-29", (14.0, 10.0, 9.0), 36.0),
+    Scan("2024-01-10", (14.0, 10.0, 9.0), 30.0, cavity=(5.0, 21.0)),  # a resection cavity (label 6) in the oedema
+    Scan("2024-03-20", (14.0, 10.0, 9.0), 30.6, cavity=(5.0, 21.0)),
+    Scan("2024-05-29", (14.0, 10.0, 9.0), 36.0, cavity=(5.0, 21.0)),
 ]
 
 CONFIG = """\
@@ -75,8 +76,11 @@ def test_enhancing_lesion_and_flair_burden_against_the_truth(glioma_run) -> None
         assert e["sequence"] == "measure"
         flair = [r for r in rows if r["date"] == date and r["compartment"] == "flair_burden"]
         assert len(flair) == 1 and flair[0]["sequence"] == "flair"
-        # Measured on the FLAIR grid (1.2 x 1.2 x 4 mm) after the rigid fit: volume within 4%.
+        # Measured on the FLAIR grid (1.2 x 1.2 x 4 mm) after the rigid fit, the cavity left out: volume within 4%.
         assert float(flair[0]["volume_mm3"]) == pytest.approx(t["flair_volume_mm3"], rel=0.04)
+        volumes = {r["compartment"]: float(r["volume_mm3"]) for r in rows
+                   if r["date"] == date and r["compartment"] in ("necrosis", "non_enhancing", "cavity")}
+        assert volumes["cavity"] == pytest.approx(4.0 / 3.0 * math.pi * 5.0**3, rel=0.1)  # on the 1 x 1 x 3 mm grid
 
 
 def test_t2_flair_status_read_from_the_images(glioma_run) -> None:
@@ -170,3 +174,31 @@ def test_non_enhancing_glioma_by_ranolgg_and_rano2_from_the_images(tmp_path: Pat
     dates = [s.date for s in NON_ENHANCING]
     assert [calls[("ranolgg", d)] for d in dates] == ["", "SD", "MR", "PD"]
     assert [calls[("rano2", d)] for d in dates] == ["", "SD", "MR", "PD"]
+
+
+def test_a_flair_that_cannot_be_registered_fails_that_assessment_only(tmp_path: Path) -> None:
+    """A FLAIR with nothing in common with the T1c (all zeros): its registration fails, the T2/FLAIR burden is not
+    measured at that scan (with the reason), and the scan's enhancing lesion is still assessed."""
+    import numpy as np
+    import SimpleITK as sitk
+    from rich.console import Console
+
+    from pipelines.config import load_config
+    from pipelines.run import run_pipeline
+
+    write_glioma_dataset(tmp_path / "data", SCANS, treatment_start="2024-01-15", radiotherapy_end="2023-12-22")
+    broken = tmp_path / "data" / "G001" / "2024-03-20" / "flair.nii.gz"
+    flair = sitk.ReadImage(str(broken))
+    blank = sitk.GetImageFromArray(np.zeros(sitk.GetArrayViewFromImage(flair).shape, np.float32))
+    blank.CopyInformation(flair)
+    sitk.WriteImage(blank, str(broken))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(root=tmp_path / "data", out=tmp_path / "out"))
+    summary = run_pipeline(load_config(cfg), Console(stderr=True, quiet=True))
+    assert not summary.failures, summary.failures
+    out = tmp_path / "out"
+    row = next(r for r in _rows(out / "lesions.csv") if r["date"] == "2024-03-20" and r["compartment"] == "flair_burden")
+    assert row["status"] == "not_evaluated" and "registration" in row["tracking"]
+    calls = {(r["criterion"], r["date"]): r for r in _rows(out / "responses.csv")}
+    assert calls[("rano2", "2024-03-20")]["response"] == "SD"  # the enhancing lesion: assessed
+    assert calls[("rano", "2024-05-29")]["response"] == "PD"  # the next scan still compares with the baseline
