@@ -202,3 +202,22 @@ def test_a_flair_that_cannot_be_registered_fails_that_assessment_only(tmp_path: 
     calls = {(r["criterion"], r["date"]): r for r in _rows(out / "responses.csv")}
     assert calls[("rano2", "2024-03-20")]["response"] == "SD"  # the enhancing lesion: assessed
     assert calls[("rano", "2024-05-29")]["response"] == "PD"  # the next scan still compares with the baseline
+
+
+def test_a_t2_flair_status_in_the_visits_csv_wins(tmp_path: Path) -> None:
+    """The reader said 'stable' at the scan whose FLAIR burden grew 73%: their value decides, and the reason says so."""
+    from rich.console import Console
+
+    from pipelines.config import load_config
+    from pipelines.run import run_pipeline
+
+    write_glioma_dataset(tmp_path / "data", SCANS, treatment_start="2024-01-15", radiotherapy_end="2023-12-22",
+                         visits_extra={"2024-05-29": "stable"})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(root=tmp_path / "data", out=tmp_path / "out"))
+    summary = run_pipeline(load_config(cfg), Console(stderr=True, quiet=True))
+    assert not summary.failures, summary.failures
+    rano = next(r for r in _rows(tmp_path / "out" / "responses.csv")
+                if r["criterion"] == "rano" and r["date"] == "2024-05-29")
+    assert rano["response"] == "SD"
+    assert "T2/FLAIR stable (visits CSV)" in rano["reason"]
