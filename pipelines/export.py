@@ -121,6 +121,136 @@ def _float(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """One time point's SEG + SR to write: everything :func:`export_timepoint` needs (picklable, for a worker)."""
+
+    tp: TimepointSource
+    rows: tuple[dict, ...]
+    call_rows: tuple[dict, ...]
+    course: dict | None
+    config: RunConfig
+    target: Path
+    anon: Pseudonymiser
+    out_id: str
+    created: dt.datetime
+    carried_mask: Path | None  # the run's carried-over label map, for a scan without outlines of its own
+    where: str
+
+
+def plan_export(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    dataset_root: str | os.PathLike[str] | None = None,
+    *,
+    config: RunConfig | None = None,
+    patients: Iterable[str] | None = None,
+    key_env: str | None = None,
+    created: dt.datetime | None = None,
+) -> tuple[list[ExportJob], ExportSummary]:
+    """The time points an export writes (one :class:`ExportJob` each) and those it leaves out, with why.
+
+    Same parameters as :func:`export_run`. A run exports on its workers: :func:`export_timepoint` per job.
+
+    Raises
+    ------
+    ExportError
+        As :func:`export_run`, before anything is written.
+    """
+    run = Path(run_dir)
+    out = Path(out_dir)
+    if config is None:
+        config = load_run_config(run, Path(dataset_root) if dataset_root is not None else None)
+    elif dataset_root is not None:
+        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"root": Path(dataset_root)})})
+    if config.dataset.kind != "dicom":
+        raise ExportError(
+            f"run {run}: the dataset is {config.dataset.kind} ({config.dataset.root}); DICOM SEG and SR are made only "
+            "for DICOM sources, which they reference (series, frame of reference, study). Nothing was written."
+        )
+    anon = _pseudonymiser(config, key_env)
+    if created is None:
+        created = _run_started(run)
+    lesion_rows = _read_csv(run / "lesions.csv")
+    response_rows = _read_csv(run / "responses.csv")
+    if not config.dataset.root.is_dir():
+        raise ExportError(f"dataset root {config.dataset.root} is not a folder; pass --dataset-root if it moved")
+
+    rows_by_tp: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in lesion_rows:
+        if row.get("compartment") in ("", None, "enhancing"):  # not a glioma's burden or compartment volumes
+            rows_by_tp[(row["patient_id"], row["date"])].append(row)
+    calls_by_tp: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in response_rows:
+        calls_by_tp[(row["patient_id"], row["date"])].append(row)
+
+    courses = _read_courses(run)
+    wanted = set(patients) if patients is not None else None
+    found = discover(config.dataset, roi_names=config.privacy.keep_identifiers)
+    anon.register(found.patients)
+    anon.register_descriptions([*(r[k] for r in found.series_rows for k in ("description", "contrast_agent")),
+                                *found.free_text])
+    summary = ExportSummary()
+    jobs: list[ExportJob] = []
+    for patient_id in sorted(found.patients):
+        out_id = anon.patient(patient_id)
+        if wanted is not None and out_id not in wanted and patient_id not in wanted:
+            continue
+        for tp in found.patients[patient_id]:
+            key = (out_id, tp.study_date.isoformat())
+            where = f"patient {out_id}, {key[1]}"
+            rows = rows_by_tp.get(key)
+            if tp.series is None:
+                summary.skipped.append(f"{where}: {tp.problem or 'no DICOM image series'}")
+                continue
+            if not rows:
+                summary.skipped.append(f"{where}: no lesion rows in the run (the time point failed or has no lesion)")
+                continue
+            if any(r.get("series_uid") and r["series_uid"] != anon.uid(tp.series.series_uid) for r in rows):
+                summary.failed.append(f"{where}: the dataset's series differs from the run's; rerun before exporting")
+                continue
+            carried = None if tp.has_mask else run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
+            jobs.append(ExportJob(tp=tp, rows=tuple(rows), call_rows=tuple(calls_by_tp.get(key, [])),
+                                  course=courses.get(safe_name(out_id)), config=config,
+                                  target=out / safe_name(out_id) / key[1], anon=anon, out_id=out_id, created=created,
+                                  carried_mask=carried, where=where))
+    return jobs, summary
+
+
+def export_timepoint(job: ExportJob) -> ExportSummary:
+    """Write one time point's SEG and SR (:class:`ExportJob`); a failure is recorded, never raised."""
+    from imaging.io import ImagingError, load_label_map, load_series
+    from imaging.report.dicom_seg import DicomExportError
+    from pipelines.stages import StageError
+
+    summary = ExportSummary()
+    tp = job.tp
+    try:
+        image = load_series(tp.series)
+        if tp.has_mask and tp.segmentation is not None:
+            # The archive's SEG/RTSTRUCT: its lesion segments only, labelled as the run labelled them.
+            from pipelines.stages import segment_lesions
+
+            labels = segment_lesions(tp, image, job.config.lesions)[0]
+        else:
+            labels = load_label_map(tp.mask_path if job.carried_mask is None else job.carried_mask, image)
+            if job.config.lesions.compartments is not None and job.carried_mask is None:
+                from imaging.segmentation.compartments import compartments_from_config, enhancing_lesions
+
+                labels = enhancing_lesions(labels, compartments_from_config(job.config.lesions.compartments))
+        summary.written.extend(_export_timepoint(tp, labels, list(job.rows), list(job.call_rows), job.config,
+                                                 job.target, job.anon, job.out_id, job.created, job.course))
+    except (ImagingError, DicomExportError, ValueError, OSError, StageError) as exc:
+        reason = job.anon.text(f"{type(exc).__name__}: {exc}")
+        summary.failed.append(f"{job.where}: {reason}")
+        log.error("export %s failed: %s", job.where, reason)
+    except Exception as exc:  # a defect must not cost the batch its other outputs: recorded, not raised
+        reason = job.anon.text(f"unexpected {type(exc).__name__}: {exc}")
+        log.exception("export %s failed", job.where)
+        summary.failed.append(f"{job.where}: {reason}")
+    return summary
+
+
 def export_run(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -144,8 +274,7 @@ def export_run(
     dataset_root
         The dataset's root when it moved since the run; default: the root in the run's config.
     config
-        The run's config, when the caller has it (``run`` with ``outputs.dicom``); default: read
-        from ``run_dir/provenance.json``.
+        The run's config, when the caller has it; default: read from ``run_dir/provenance.json``.
     patients
         Export only these patients (ids as in the run's outputs).
     key_env
@@ -169,88 +298,14 @@ def export_run(
         Before writing anything: no run there, a NIfTI dataset (DICOM SEG and SR
         need DICOM source images), an unusable privacy key.
     """
-    from imaging.io import ImagingError, load_label_map, load_series
-    from imaging.report.dicom_seg import DicomExportError
-    from pipelines.stages import StageError
-
-    run = Path(run_dir)
-    out = Path(out_dir)
-    if config is None:
-        config = load_run_config(run, Path(dataset_root) if dataset_root is not None else None)
-    elif dataset_root is not None:
-        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"root": Path(dataset_root)})})
-    if config.dataset.kind != "dicom":
-        raise ExportError(
-            f"run {run}: the dataset is {config.dataset.kind} ({config.dataset.root}); DICOM SEG and SR are made only "
-            "for DICOM sources, which they reference (series, frame of reference, study). Nothing was written."
-        )
-    anon = _pseudonymiser(config, key_env)
-    if created is None:
-        created = _run_started(run)
-    lesion_rows = _read_csv(run / "lesions.csv")
-    response_rows = _read_csv(run / "responses.csv")
-    if not config.dataset.root.is_dir():
-        raise ExportError(f"dataset root {config.dataset.root} is not a folder; pass --dataset-root if it moved")
-
-    rows_by_tp: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
-    for row in lesion_rows:
-        rows_by_tp[(row["patient_id"], row["date"])].append(row)
-    calls_by_tp: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
-    for row in response_rows:
-        calls_by_tp[(row["patient_id"], row["date"])].append(row)
-
-    courses = _read_courses(run)
-    wanted = set(patients) if patients is not None else None
-    found = discover(config.dataset, roi_names=config.privacy.keep_identifiers)
-    anon.register(found.patients)
-    anon.register_descriptions([*(r[k] for r in found.series_rows for k in ("description", "contrast_agent")),
-                                *found.free_text])
-    summary = ExportSummary()
-    for patient_id in sorted(found.patients):
-        out_id = anon.patient(patient_id)
-        if wanted is not None and out_id not in wanted and patient_id not in wanted:
-            continue
-        for tp in found.patients[patient_id]:
-            key = (out_id, tp.study_date.isoformat())
-            where = f"patient {out_id}, {key[1]}"
-            rows = rows_by_tp.get(key)
-            if tp.series is None:
-                summary.skipped.append(f"{where}: {tp.problem or 'no DICOM image series'}")
-                continue
-            if not rows:
-                summary.skipped.append(f"{where}: no lesion rows in the run (the time point failed or has no lesion)")
-                continue
-            if any(r.get("series_uid") and r["series_uid"] != anon.uid(tp.series.series_uid) for r in rows):
-                summary.failed.append(f"{where}: the dataset's series differs from the run's; rerun before exporting")
-                continue
-            try:
-                image = load_series(tp.series)
-                if tp.has_mask and tp.segmentation is not None:
-                    # The archive's SEG/RTSTRUCT: its lesion segments only, labelled as the run labelled them.
-                    from pipelines.stages import segment_lesions
-
-                    labels = segment_lesions(tp, image, config.lesions)[0]
-                else:
-                    mask = tp.mask_path
-                    if not tp.has_mask:  # the run carried the baseline's lesions over to this scan
-                        mask = run / "masks" / safe_name(out_id) / f"{key[1]}.nii.gz"
-                    labels = load_label_map(mask, image)
-                written = _export_timepoint(tp, labels, rows, calls_by_tp.get(key, []), config,
-                                            out / safe_name(out_id) / key[1], anon, out_id, created,
-                                            courses.get(safe_name(out_id)))
-            except (ImagingError, DicomExportError, ValueError, OSError, StageError) as exc:
-                reason = anon.text(f"{type(exc).__name__}: {exc}")
-                summary.failed.append(f"{where}: {reason}")
-                log.error("export %s failed: %s", where, reason)
-                continue
-            except Exception as exc:  # a defect must not cost the batch its other outputs: recorded, not raised
-                reason = anon.text(f"unexpected {type(exc).__name__}: {exc}")
-                log.exception("export %s failed", where)
-                summary.failed.append(f"{where}: {reason}")
-                continue
-            summary.written.extend(written)
-            if progress:
-                progress(f"{where}: " + ", ".join(p.name for p in written))
+    jobs, summary = plan_export(run_dir, out_dir, dataset_root, config=config, patients=patients, key_env=key_env,
+                                created=created)
+    for job in jobs:
+        done = export_timepoint(job)
+        summary.written.extend(done.written)
+        summary.failed.extend(done.failed)
+        if progress and done.written:
+            progress(f"{job.where}: " + ", ".join(p.name for p in done.written))
     return summary
 
 

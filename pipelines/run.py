@@ -44,7 +44,7 @@ from pipelines.ledger import Ledger
 from pipelines.outputs import RunOutputs
 from pipelines.privacy import PrivacyError, Pseudonymiser
 from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict, where_of
-from pipelines.tasks import align_job, measure_job, track_job
+from pipelines.tasks import align_job, export_job, measure_job, track_job
 
 log = logging.getLogger("tumor_response.run")
 
@@ -224,7 +224,7 @@ def _landmarks(config: RunConfig, tp: TimepointSource) -> Path | None:
 
 def _stage_all(
     config: RunConfig, patients: dict[str, list[TimepointSource]], clinical: dict, ledger: Ledger, console: Console,
-    summary: RunSummary, outputs: RunOutputs, archive: dict[str, dict],
+    summary: RunSummary, outputs: RunOutputs, archive: dict[str, dict], executor: Any,
 ) -> Staged:
     """Register every scan to its baseline, measure every scan, track every patient's lesions.
 
@@ -277,7 +277,7 @@ def _stage_all(
     show_bar = console.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=not show_bar)
-    with progress, make_executor(config.executor) as executor:
+    with progress:
         jobs = _Jobs(executor, ledger, console, progress, summary, outputs)
         # Registrations first: the longest tasks start first, measurements fill the gaps.
         for tag, outcome in jobs.run(("align", "register", align_jobs), ("measure", "measure", measure_jobs)):
@@ -466,24 +466,26 @@ def _run_locked(
         outputs.anon.register(found.patients)
         outputs.anon.register_descriptions([*(r[k] for r in found.series_rows for k in ("description", "contrast_agent")),
                                 *found.free_text])
-        staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs, found.lesion_metadata)
+        with make_executor(config.executor) as executor:  # one pool for the stages and the DICOM export
+            staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs,
+                                found.lesion_metadata, executor)
 
-        for patient_id in sorted(found.patients):
-            _assess_patient(config, patient_id, found.patients[patient_id], staged, clinical,
-                            visits.get(patient_id, []), ledger, summary, outputs, found.lesion_metadata)
-        summary.registration_rows = _registration_rows(config, staged, outputs)
-        summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
+            for patient_id in sorted(found.patients):
+                _assess_patient(config, patient_id, found.patients[patient_id], staged, clinical,
+                                visits.get(patient_id, []), ledger, summary, outputs, found.lesion_metadata)
+            summary.registration_rows = _registration_rows(config, staged, outputs)
+            summary.failures.sort(key=lambda f: (f["patient_id"], f["date"], f["stage"]))
 
-        outputs.csv("lesions.csv", summary.lesion_rows, LESION_COLUMNS)
-        outputs.parquet("lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
-        outputs.csv("responses.csv", summary.response_rows, RESPONSE_COLUMNS)
-        outputs.csv("best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
-        if config.tracking.method == "registration" or summary.registration_rows:
-            outputs.csv("registrations.csv", summary.registration_rows, REGISTRATION_COLUMNS)
-        if config.radiomics.enabled:
-            outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
-        if config.outputs.dicom:
-            _export_dicom(config, summary, started_wall)
+            outputs.csv("lesions.csv", summary.lesion_rows, LESION_COLUMNS)
+            outputs.parquet("lesions.parquet", summary.lesion_rows, LESION_COLUMNS)
+            outputs.csv("responses.csv", summary.response_rows, RESPONSE_COLUMNS)
+            outputs.csv("best_overall_response.csv", summary.best_rows, BEST_COLUMNS)
+            if config.tracking.method == "registration" or summary.registration_rows:
+                outputs.csv("registrations.csv", summary.registration_rows, REGISTRATION_COLUMNS)
+            if config.radiomics.enabled:
+                outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
+            if config.outputs.dicom:
+                _export_dicom(config, summary, started_wall, executor, ledger, console, outputs)
         if config.dataset.kind == "dicom":
             outputs.csv("series.csv", summary.series_rows, SERIES_COLUMNS)
         outputs.csv("failures.csv", summary.failures, FAILURE_COLUMNS)
@@ -505,18 +507,30 @@ def _run_locked(
     return outputs.disclosed(summary)
 
 
-def _export_dicom(config: RunConfig, summary: RunSummary, started: dt.datetime) -> None:
-    """DICOM SEG + SR per DICOM patient-time point (outputs.dicom); failures recorded, the run goes on."""
-    from pipelines.export import ExportError, export_run
+def _export_dicom(config: RunConfig, summary: RunSummary, started: dt.datetime, executor: Any, ledger: Ledger,
+                  console: Console, outputs: RunOutputs) -> None:
+    """DICOM SEG + SR per DICOM patient-time point (outputs.dicom), one task per time point on the run's workers;
+    failures recorded, the run goes on."""
+    from pipelines.export import ExportError, plan_export
 
     if config.dataset.kind != "dicom":
         summary.notes.append(f"outputs.dicom: the dataset is {config.dataset.kind}; DICOM SEG/SR are made only for DICOM sources")
         return
     try:
-        exported = export_run(config.output_dir, config.output_dir / "dicom", config=config, created=started)
+        plan, exported = plan_export(config.output_dir, config.output_dir / "dicom", config=config, created=started)
     except ExportError as exc:
         summary.failures.append({"patient_id": "", "date": "", "stage": "export", "reason": str(exc)})
         return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=not console.is_terminal)
+    jobs = [((job.tp.patient_id, job.tp.study_date.isoformat()), export_job, (job,)) for job in plan]
+    with progress:
+        for _, outcome in _Jobs(executor, ledger, console, progress, summary, outputs).run(("export", "export", jobs)):
+            if isinstance(outcome, str):
+                exported.failed.append(outcome)
+                continue
+            exported.written.extend(Path(p) for p in outcome["written"])
+            exported.failed.extend(outcome["failed"])
     for message in exported.failed:
         summary.failures.append({"patient_id": "", "date": "", "stage": "export", "reason": message})
     summary.notes.extend(f"export: {m}" for m in exported.skipped)

@@ -172,3 +172,13 @@ def track_job(baseline: TrackInput, scans: list[TrackInput], lesions: LesionConf
         ResultCache(cache_root).put(key, result)
         cache_seconds += time.perf_counter() - t0
     return {"result": result, "cached": False, "seconds": time.perf_counter() - started, "cache_seconds": cache_seconds}
+
+
+def export_job(job: Any) -> dict[str, Any]:
+    """Write one time point's DICOM SEG + SR (:func:`pipelines.export.export_timepoint`) on a worker."""
+    from pipelines.export import export_timepoint
+
+    t0 = time.perf_counter()
+    done = export_timepoint(job)
+    return {"written": [str(p) for p in done.written], "failed": list(done.failed), "cached": False,
+            "seconds": time.perf_counter() - t0}
