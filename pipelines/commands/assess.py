@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+# The option's help lists CRITERIA, so `assess --help` imports imaging.response (pure Python + pydantic) too;
+# it imports no imaging library (tests/pipelines/test_import_boundaries.py).
 from imaging.response import CRITERIA, Assessment, CourseError, assess, check_criterion, course_from_dict, load_course
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _pct(value: float | None) -> str:
@@ -28,6 +31,8 @@ def _num(value: float | None) -> str:
 
 def assessment_table(assessment: Assessment) -> Table:
     """One row per time point: date, days, call, flags, sums, % changes and reason."""
+    from rich.table import Table
+
     table = Table(title=f"{assessment.patient_id or 'course'}: {assessment.criterion}", show_lines=True)
     columns = (("date", "left"), ("days", "right"), ("response", "left"), ("flags", "left"), ("sum", "right"),
                ("vs baseline", "right"), ("vs nadir", "right"), ("reason", "left"))
@@ -112,6 +117,8 @@ def assess_command(
         payload = [a.to_dict() for a in assessments]
         typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return
+    from rich.console import Console
+
     console = Console()
     for assessment in assessments:
         console.print(assessment_table(assessment))

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 
 def _fmt(values: list[float] | None, digits: int = 3) -> str:
@@ -78,6 +76,9 @@ def index_command(
     tilt: Annotated[str, typer.Option("--tilt", help="gantry tilt policy: resample or refuse")] = "resample",
 ) -> None:
     """Index a DICOM archive: one entry per volume, with its geometry and problems; skipped files with the reason."""
+    from rich.console import Console
+    from rich.table import Table
+
     from imaging.io import CatalogueError, ImagingError, default_catalogue, group_series, scan_archive
     from imaging.io.segrefs import link_segmentations
     from imaging.io.selection import describe_volume

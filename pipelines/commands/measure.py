@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 
 def _fmt(value: Any) -> str:
@@ -126,6 +124,9 @@ def measure_command(
         typer.echo(json.dumps(records, indent=2))
         return
     # Plain (non-TTY) output keeps whole rows, as `run` does.
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console() if sys.stdout.isatty() else Console(width=120)
     if not records:
         console.print(f"no lesion in {mask}")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _NIFTI = (".nii", ".nii.gz")
 
@@ -53,6 +54,8 @@ def _fmt(values, digits: int = 3) -> str:  # noqa: ANN001
 
 
 def result_table(result, fixed: Path, moving: Path, out: Path) -> Table:  # noqa: ANN001
+    from rich.table import Table
+
     table = Table(title=f"register {moving} -> {fixed}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -123,6 +126,8 @@ def register_command(
                    "quality_file": str(out) + ".json", **result.to_dict()}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
+        from rich.console import Console
+
         console = Console() if sys.stdout.isatty() else Console(width=160)
         console.print(result_table(result, fixed, moving, out))
     if not result.ok:

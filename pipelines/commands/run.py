@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-from pipelines.config import ConfigError, load_config
 
 
 def run(
@@ -20,6 +17,9 @@ def run(
     ] = None,
 ) -> None:
     """Run the pipeline on a dataset: measure every lesion at every time point and assess the response."""
+    from rich.console import Console
+
+    from pipelines.config import ConfigError, load_config  # pydantic models and YAML: only when the command runs
     from pipelines.run import RunError, print_summary, run_pipeline  # imaging libraries load only when needed
 
     # Plain (non-TTY) output keeps full-width rows so logs and CI show the whole table.
