@@ -118,8 +118,17 @@ def _hull(points: np.ndarray) -> np.ndarray:
         return np.unique(points, axis=0)
 
 
+#: Point sets up to this size are searched by all pairs in one block; larger ones by a tree of boxes.
+_FERET_BLOCK = 1024
+
+
 def _feret(vertices: np.ndarray) -> tuple[float, int, int]:
-    """Largest distance between two of ``vertices`` (n, d) and their indices; O(n^2) in blocks.
+    """Largest distance between two of ``vertices`` (n, d) and their indices (exact).
+
+    Up to :data:`_FERET_BLOCK` points, all pairs; beyond, only the pairs of leaves of a k-d
+    tree whose boxes can hold a pair as far apart as a known lower bound
+    (:func:`_feret_candidates_tree`; the same pairs, hence the same answer, at a fraction of
+    the O(n^2) cost on the hull of a lesion).
 
     Digitised lesions are often symmetric, so several pairs can be equally far apart. Pairs
     within 1e-6 (relative) of the longest are ties, and in 2-D the tie goes to the pair whose
@@ -129,22 +138,14 @@ def _feret(vertices: np.ndarray) -> tuple[float, int, int]:
     n = len(vertices)
     if n < 2:
         return 0.0, 0, 0
-    best = -1.0
-    blocks = []
-    for start in range(0, n, 1024):
-        d = vertices[start:start + 1024, None, :] - vertices[None, :, :]
+    if n <= _FERET_BLOCK:
+        d = vertices[:, None, :] - vertices[None, :, :]
         dist2 = np.einsum("ijk,ijk->ij", d, d)
-        blocks.append((start, dist2))
-        best = max(best, float(dist2.max()))
-    cut = best * (1.0 - 2e-6)
-    ii, jj = [], []
-    for start, dist2 in blocks:
-        i, j = np.nonzero(dist2 >= cut)
-        ii.append(i + start)
-        jj.append(j)
-    i_all, j_all = np.concatenate(ii), np.concatenate(jj)
-    keep = i_all < j_all
-    i_all, j_all = i_all[keep], j_all[keep]
+        i_all, j_all = np.nonzero(dist2 >= float(dist2.max()) * (1.0 - 2e-6))
+        keep = i_all < j_all
+        i_all, j_all = i_all[keep], j_all[keep]
+    else:
+        i_all, j_all = _feret_candidates_tree(vertices)
     k = 0
     if len(i_all) > 1 and vertices.shape[1] == 2:
         delta = vertices[j_all] - vertices[i_all]
@@ -154,6 +155,88 @@ def _feret(vertices: np.ndarray) -> tuple[float, int, int]:
         k = int(np.argmax(np.einsum("ij,ij->i", vertices[j_all] - vertices[i_all], vertices[j_all] - vertices[i_all])))
     bi, bj = int(i_all[k]), int(j_all[k])
     return float(np.sqrt(max(float(np.sum((vertices[bi] - vertices[bj]) ** 2)), 0.0))), bi, bj
+
+
+def _kd_leaves(points: np.ndarray, leaf_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leaves of a k-d tree (median splits along each box's widest axis), built level by level.
+
+    Returns ``(order, starts, sizes)``: leaf ``l`` holds ``order[starts[l]:starts[l] + sizes[l]]``.
+    """
+    n = len(points)
+    order = np.arange(n)
+    group = np.zeros(n, dtype=np.int64)
+    while True:
+        sizes = np.bincount(group)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        if sizes.max() <= leaf_size:
+            return order, starts, sizes
+        pts = points[order]
+        lo, hi = np.minimum.reduceat(pts, starts, axis=0), np.maximum.reduceat(pts, starts, axis=0)
+        axis = np.argmax(hi - lo, axis=1)
+        perm = np.lexsort((pts[np.arange(n), axis[group]], group))
+        order = order[perm]  # ``group`` is sorted, so it is unchanged by ``perm``
+        rank = np.arange(n) - starts[group]
+        upper = (sizes[group] > leaf_size) & (rank >= sizes[group] // 2)
+        group = np.unique(2 * group + upper, return_inverse=True)[1].astype(np.int64)
+
+
+def _feret_candidates_tree(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) within 2e-6 (relative, squared) of the largest distance, in (i, j) order.
+
+    A lower bound ``L`` (farthest-point iterations) is computed first; a pair of tree leaves whose
+    boxes are nowhere as far apart as ``L`` cannot hold such a pair, and is skipped. The box bound
+    is computed with the same subtractions as the distances (rounding is monotone), with a 1e-9
+    margin, so no qualifying pair is ever missed: the result equals the all-pairs search's.
+    Cost: O(n log n) for the tree, O(leaves^2) cheap box bounds, and the point pairs of the
+    surviving leaf pairs (a few neighbours of each leaf's antipode on a convex surface).
+    """
+    v = vertices
+    n = len(v)
+
+    def far_from(p: int) -> tuple[int, float]:
+        d = v - v[p]
+        dist2 = np.einsum("ij,ij->i", d, d)
+        q = int(np.argmax(dist2))
+        return q, float(dist2[q])
+
+    lower2 = 0.0
+    for start in {int(np.argmin(v[:, k])) for k in range(v.shape[1])}:
+        p = start
+        for _ in range(3):
+            q, d2 = far_from(p)
+            if d2 <= lower2:
+                break
+            lower2, p = d2, q
+    threshold = lower2 * (1.0 - 2e-6) * (1.0 - 1e-9)
+
+    leaf_size = max(8, -(-n // 512))
+    order, starts, sizes = _kd_leaves(v, leaf_size)
+    pts = v[order]
+    lo, hi = np.minimum.reduceat(pts, starts, axis=0), np.maximum.reduceat(pts, starts, axis=0)
+    n_leaves = len(starts)
+    la_parts, lb_parts = [], []
+    for a0 in range(0, n_leaves, 256):
+        a = np.arange(a0, min(a0 + 256, n_leaves))
+        span = np.maximum(hi[a, None, :] - lo[None, :, :], hi[None, :, :] - lo[a, None, :])
+        ub2 = np.einsum("ijk,ijk->ij", span, span)
+        ia, ib = np.nonzero((ub2 >= threshold) & (a[:, None] <= np.arange(n_leaves)[None, :]))
+        la_parts.append(a[ia])
+        lb_parts.append(ib)
+    la, lb = np.concatenate(la_parts), np.concatenate(lb_parts)
+    # every point of leaf a against every point of leaf b
+    counts = sizes[la] * sizes[lb]
+    pair = np.repeat(np.arange(len(la)), counts)
+    local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    ia = starts[la[pair]] + local // sizes[lb[pair]]
+    ib = starts[lb[pair]] + local % sizes[lb[pair]]
+    keep = (la[pair] != lb[pair]) | (ia < ib)
+    i, j = order[ia[keep]], order[ib[keep]]
+    d = v[i] - v[j]
+    dist2 = np.einsum("ij,ij->i", d, d)
+    sel = dist2 >= float(dist2.max()) * (1.0 - 2e-6)
+    i, j = np.minimum(i[sel], j[sel]), np.maximum(i[sel], j[sel])
+    o = np.lexsort((j, i))
+    return i[o], j[o]
 
 
 def _cube_directions(g: int) -> tuple[np.ndarray, float]:
@@ -178,12 +261,19 @@ def _feret_3d(points: np.ndarray) -> tuple[float, int, int]:
     covering angle e) sees the set at least D cos e wide, with p and q within
     ``width(w*) - D cos e`` of its two extremes. A lower bound of D (the extreme pairs of all
     directions) therefore keeps only the points in such caps; three rounds with finer direction
-    sets leave a few dozen points for the all-pairs search.
+    sets leave a few dozen points of an elongated lesion for the all-pairs search.
+
+    On a round lesion the caps cover the whole surface (a sphere is the worst case) and a round
+    keeps more than half the points: the rounds stop, and the points are reduced to the vertices
+    of their convex hull (the two ends of a farthest pair are always hull vertices: distance is
+    strictly convex), searched by :func:`_feret`'s tree. A digitised convex lesion of N voxels has
+    O(N^(1/2)) hull vertices (lattice polytopes), so that search stays far below its O(n^2) bound.
     """
     index = np.arange(len(points))
     for dirs, cos_eps in _DIRECTION_SETS_3D:
         if len(index) <= 64:
             break
+        before = len(index)
         sub = points[index]
         proj = sub @ dirs.T
         cols = np.arange(len(dirs))
@@ -195,6 +285,13 @@ def _feret_3d(points: np.ndarray) -> tuple[float, int, int]:
         pr = proj[:, need]
         keep = ((pr <= (pmin + slack)[need]) | (pr >= (pmax - slack)[need])).any(axis=1)
         index = index[keep]
+        if len(index) > _FERET_BLOCK and 2 * len(index) > before:
+            break  # ineffective: a round lesion
+    if len(index) > _FERET_BLOCK:
+        try:
+            index = index[np.sort(ConvexHull(points[index]).vertices)]  # original order: same ties
+        except (QhullError, ValueError):
+            pass  # flat: keep them all
     d, i, j = _feret(points[index])
     return d, int(index[i]), int(index[j])
 
@@ -218,13 +315,25 @@ def cap_support(
     ``[max(t), max(t) + half_extent_mm]``, or None when the cap has fewer
     than two distinct levels (the caller keeps its contour position).
     """
+    return _cap_fit(t_mm, cell_measure, depth_mm, half_extent_mm, exponent, len(t_mm))[0]
+
+
+def _cap_fit(
+    t_mm: np.ndarray, cell_measure: float, depth_mm: float, half_extent_mm: float, exponent: float, n_total: int
+) -> tuple[float | None, float]:
+    """:func:`cap_support` given only the projections near the top: ``(result, reach)``.
+
+    ``t_mm`` may be any subset of the ``n_total`` projections that holds every one within some
+    window below the largest; the result is :func:`cap_support`'s on all of them whenever the
+    fit looked no deeper than ``reach`` (mm below the largest) and ``reach`` is within the window.
+    """
     t_top = float(t_mm.max())
     # Lattice points often project to exactly the same value (rational directions); in floating
     # point such ties differ in the last bits, so they are grouped with a tolerance, and the
     # window edge gets the same tolerance, lest a rounding error change the fit.
     eps = 1e-7 * max(depth_mm, 1e-3)
     cap = t_mm[t_mm >= t_top - depth_mm - eps]
-    while len(cap) < len(t_mm):
+    while len(cap) < n_total:
         cap = np.sort(cap)[::-1]
         if int(np.count_nonzero(np.diff(cap) < -eps)) + 1 >= _MIN_CAP_LEVELS:
             break
@@ -236,8 +345,9 @@ def cap_support(
     first_index = np.nonzero(new_level)[0]
     counts = np.diff(np.append(first_index, len(cap)))
     levels = cap[first_index]
+    reach = depth_mm + eps
     if len(levels) < 2:
-        return None
+        return None, reach
     # Ranks j = 1..n stand for (j - 1/2) cells beyond; tied centres share their mean rank.
     area = (first_index + 0.5 * counts) * cell_measure
     y = area**exponent
@@ -245,12 +355,12 @@ def cap_support(
     xm = x.mean()
     sxx = float(((x - xm) ** 2).sum())
     if sxx <= 0.0:
-        return None
+        return None, reach
     slope = float(((x - xm) * (y - y.mean())).sum()) / sxx
     if not slope < 0.0:
-        return None
+        return None, reach
     tip = xm - float(y.mean()) / slope
-    return float(min(max(tip, t_top), t_top + half_extent_mm))
+    return float(min(max(tip, t_top), t_top + half_extent_mm)), reach
 
 
 def _half_extent(direction: np.ndarray, spacing: np.ndarray) -> float:
@@ -452,9 +562,14 @@ def slice_diameters(mask2d: np.ndarray, spacing_xy_mm: tuple[float, float]) -> S
 # ----------------------------------------------------------------------------------------------
 # 3-D
 # ----------------------------------------------------------------------------------------------
-def slice_hull_points(mask3d: np.ndarray) -> dict[int, np.ndarray]:
-    """:func:`edge_midpoints_2d` of every non-empty slice of ``mask3d`` (z, y, x), at once."""
-    (rz, ry), x0, x1 = _line_extremes(mask3d, 2)
+def slice_hull_points(
+    mask3d: np.ndarray, rows: tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray] | None = None
+) -> dict[int, np.ndarray]:
+    """:func:`edge_midpoints_2d` of every non-empty slice of ``mask3d`` (z, y, x), at once.
+
+    ``rows`` is ``_line_extremes(mask3d, 2)`` if the caller has it.
+    """
+    (rz, ry), x0, x1 = _line_extremes(mask3d, 2) if rows is None else rows
     (cz, cx), y0, y1 = _line_extremes(mask3d, 1)
     z = np.concatenate([rz, rz, cz, cz])
     pts = np.concatenate(
@@ -476,6 +591,7 @@ def max_3d_diameter(
     spacing_xyz_mm: Sequence[float] | np.ndarray,
     slice_hulls_mm: dict[int, np.ndarray] | None = None,
     voxels_zyx: tuple[np.ndarray, ...] | None = None,
+    rows: tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Largest distance across the iso-0.5 surface of ``mask3d``, ends by the 3-D cap law.
 
@@ -486,28 +602,37 @@ def max_3d_diameter(
     slice_hulls_mm : optional in-plane hull vertices (x, y) in mm per slice index (already computed
         by the caller); the in-plane surface vertices of a slice that are not on its hull cannot be
         on the 3-D hull.
-    voxels_zyx : optional ``np.nonzero(mask3d)``, if the caller has it.
+    voxels_zyx : optional ``np.nonzero(mask3d)``, if the caller has it (then the cap law projects
+        every voxel, as it did before ``rows``).
+    rows : optional ``_line_extremes(mask3d, 2)`` (every row (z, y) holding a voxel, its first and
+        last x), if the caller has it.
 
     Returns
     -------
     (diameter_mm, end0, end1) with the ends as continuous (x, y, z) indices.
     """
     spacing = np.asarray(spacing_xyz_mm, dtype=float)
+    if rows is None:
+        rows = _line_extremes(mask3d, 2)
     if slice_hulls_mm is None:
-        slice_hulls_mm = {k: _hull(p * spacing[:2]) for k, p in slice_hull_points(mask3d).items()}
+        slice_hulls_mm = {k: _hull(p * spacing[:2]) for k, p in slice_hull_points(mask3d, rows).items()}
     parts = [np.column_stack([h, np.full(len(h), k * spacing[2])]) for k, h in slice_hulls_mm.items()]
     # Top and bottom faces: midpoints between a voxel and the background above (below) it, at
     # z = k +- 1/2. Within one such plane only the first and last point of each row can be on the
     # hull, so those are all that is kept.
-    empty = np.zeros((1,) + mask3d.shape[1:], dtype=bool)
-    above = np.concatenate([mask3d[1:], empty])
-    below = np.concatenate([empty, mask3d[:-1]])
-    for faces, dz in ((mask3d & ~above, 0.5), (mask3d & ~below, -0.5)):
+    top = np.empty_like(mask3d)
+    np.greater(mask3d[:-1], mask3d[1:], out=top[:-1])  # in, and out above
+    top[-1] = mask3d[-1]
+    bottom = np.empty_like(mask3d)
+    np.greater(mask3d[1:], mask3d[:-1], out=bottom[1:])
+    bottom[0] = mask3d[0]
+    for faces, dz in ((top, 0.5), (bottom, -0.5)):
         (fz, fy), x0, x1 = _line_extremes(faces, 2)
         z = (fz + dz) * spacing[2]
         y = fy * spacing[1]
         parts.append(np.stack([x0 * spacing[0], y, z], axis=1))
         parts.append(np.stack([x1 * spacing[0], y, z], axis=1))
+    del top, bottom
     pts = np.concatenate(parts)
     d, i, j = _feret_3d(pts)
     p, q = pts[i], pts[j]
@@ -515,16 +640,53 @@ def max_3d_diameter(
         p, q = q, p
     if d > 0:
         w = (q - p) / d
-        zz, yv, xv = np.nonzero(mask3d) if voxels_zyx is None else voxels_zyx
-        t = (np.stack([xv, yv, zz], axis=1) * spacing) @ w
         depth = CAP_DEPTH_PIXELS * float(np.sqrt(spacing[0] * spacing[1]))
         half = _half_extent(w, spacing)
         vox = float(np.prod(spacing))
-        hi = cap_support(t, vox, depth, half, exponent=0.5)
-        lo = cap_support(-t, vox, depth, half, exponent=0.5)
+        if voxels_zyx is not None:
+            zz, yv, xv = voxels_zyx
+            t = (np.stack([xv, yv, zz], axis=1) * spacing) @ w
+            hi = cap_support(t, vox, depth, half, exponent=0.5)
+            lo = cap_support(-t, vox, depth, half, exponent=0.5)
+        else:
+            n_total = int(np.count_nonzero(mask3d))
+            hi = _cap_3d(mask3d, spacing, w, rows, n_total, vox, depth, half)
+            lo = _cap_3d(mask3d, spacing, -w, rows, n_total, vox, depth, half)
         if hi is not None:
             q = q + (hi - q @ w) * w
         if lo is not None:
             p = p + (-lo - p @ w) * w
         d = float(np.linalg.norm(q - p))
     return d, p / spacing, q / spacing
+
+
+def _cap_3d(
+    mask3d: np.ndarray,
+    spacing: np.ndarray,
+    w: np.ndarray,
+    rows: tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray],
+    n_total: int,
+    cell: float,
+    depth: float,
+    half: float,
+) -> float | None:
+    """:func:`cap_support` of all voxel centres projected on ``w``, reading only the rows near the top.
+
+    Along a row the projection is linear in x, so a row's largest projection is at its first or
+    last voxel: only the rows reaching within a window of the top (4 cap depths) are read, and the
+    fit is exact unless it had to look deeper (then every voxel is projected).
+    """
+
+    def proj(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return (x * spacing[0]) * w[0] + (y * spacing[1]) * w[1] + (z * spacing[2]) * w[2]
+
+    (rz, ry), x0, x1 = rows
+    row_top = np.maximum(proj(x0, ry, rz), proj(x1, ry, rz))
+    window = 4.0 * depth
+    sel = np.nonzero(row_top >= float(row_top.max()) - window)[0]
+    r, x = np.nonzero(mask3d[rz[sel], ry[sel]])
+    tip, reach = _cap_fit(proj(x, ry[sel][r], rz[sel][r]), cell, depth, half, 0.5, n_total)
+    if reach > window:
+        zz, yv, xv = np.nonzero(mask3d)
+        tip = _cap_fit(proj(xv, yv, zz), cell, depth, half, 0.5, n_total)[0]
+    return tip
