@@ -23,12 +23,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
 from imaging.io.errors import DicomFileError
 
+# pydicom is imported where a file needs it (not in the lean parser's path): importing it loads its pixel
+# decoders, a sizeable share of a one-shot `convert`.
 if TYPE_CHECKING:
+    import pydicom
+
     from imaging.io.segrefs import SegmentationRef
 
 #: Image storage SOP classes whose instances can be slices (or frames) of a volume.
@@ -713,6 +714,8 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
                     values, tsyntax, has_pixels, offset, length = fast
                     return _header_from_dataset(p, values, tsyntax, has_pixels, offset, length)  # type: ignore[arg-type]
                 fp.seek(0)
+            import pydicom
+
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=kind is None)
             tsyntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "") if hasattr(ds, "file_meta") else ""
             if tsyntax in NATIVE_LITTLE_ENDIAN:
@@ -724,11 +727,11 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
             header = _header_from_dataset(p, ds, tsyntax, has_pixels, offset, length)
     except DicomFileError:
         raise
-    except InvalidDicomError as exc:
-        raise DicomFileError(f"{p}: not a DICOM file ({exc})") from exc
     except OSError as exc:
         raise DicomFileError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
     except Exception as exc:  # pydicom raises many types on corrupt headers; the boundary names them
+        if type(exc).__name__ == "InvalidDicomError":
+            raise DicomFileError(f"{p}: not a DICOM file ({exc})") from exc
         raise DicomFileError(f"{p}: unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
     return header
 

@@ -38,12 +38,14 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
 
 from imaging.io.dicom import DicomHeader
+
+if TYPE_CHECKING:
+    import pydicom
 
 #: Slice spacings from SpacingBetweenSlices and from the protocol's slice centres may differ by this (mm).
 SPACING_AGREEMENT_MM = 1e-2
@@ -167,6 +169,8 @@ def _layout(path: Path) -> MosaicLayout:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import pydicom  # here, not at import: the lean parser's path never needs it
+
             ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on broken headers
         raise MosaicError(f"{path}: Siemens mosaic whose header cannot be read ({type(exc).__name__}: {exc})") from exc

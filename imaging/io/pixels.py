@@ -15,8 +15,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pydicom
-import pydicom.pixels
 
 from imaging.io.dicom import DicomHeader, read_header
 from imaging.io.errors import DicomFileError
@@ -90,6 +88,9 @@ def read_stored(header: DicomHeader, frame: int | None = None) -> np.ndarray:
 
 
 def _pydicom_pixels(path: Path, index: int | None, headerless: bool = False) -> np.ndarray:
+    import pydicom  # only for what the native reader leaves to pydicom's decoders
+    import pydicom.pixels
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

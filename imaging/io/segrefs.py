@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pydicom
-
 from imaging.io.dicom import RTSTRUCT_STORAGE, SEG_STORAGE, SEGMENTATION_SOP_CLASSES, DicomHeader, content_datetime_of
 from imaging.io.errors import MaskError
 
@@ -274,6 +272,8 @@ def read_segmentation_ref(path: str | os.PathLike[str]) -> SegmentationRef:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import pydicom  # here, not at import: the lean parser's path never needs it
+
             ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
             sop_class = _text(ds, "SOPClassUID")
             kind = SEGMENTATION_SOP_CLASSES.get(sop_class)

@@ -19,7 +19,7 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -232,6 +232,7 @@ def read_series(
     tilt: TiltPolicy = "resample",
     volume: str | None = None,
     workers: int | None = None,
+    headers: Mapping[Path, DicomHeader] | None = None,
 ) -> LoadedVolume:
     """Assemble one DICOM volume and report what was found on the way.
 
@@ -249,6 +250,9 @@ def read_series(
         volume id (``"<series_uid>#echo2"``).
     workers
         Threads reading slices (default: up to 4).
+    headers
+        Headers the caller has just read from these files (a fresh crawl), by path: they are not parsed
+        again. Headers from a catalogue of an earlier crawl must not be passed (the files may have changed).
 
     Returns
     -------
@@ -271,7 +275,8 @@ def read_series(
         label = f"series in {files[0].parent}" if files else "series"
     if not files:
         raise SeriesError("empty series: no files given")
-    headers: list[DicomHeader] = [read_header(f) for f in files]
+    known = headers or {}
+    headers: list[DicomHeader] = [known.get(Path(f)) or read_header(f) for f in files]  # type: ignore[no-redef]
     for h in headers:
         reason = h.not_image_reason
         if reason:

@@ -66,9 +66,9 @@ def load_volume(
     """
     p = Path(path)
     if p.is_dir():
-        scan = scan_archive(p)
+        scan = scan_archive(p)  # no catalogue: every header read now, so read_series need not parse them again
         chosen = _pick(group_series(scan.headers, tilt=tilt), f"{p}", volume)
-        return read_series(chosen, tilt=tilt)  # type: ignore[arg-type]
+        return read_series(chosen, tilt=tilt, headers={h.path: h for h in scan.headers})  # type: ignore[arg-type]
     if not p.is_file():
         raise ImagingError(f"{p}: no such file or folder")
     if p.name.endswith(_NIFTI):
@@ -101,4 +101,5 @@ def load_volume(
                 volume = suffix or None
             break
     candidates = [v for v in group_series(siblings, tilt=tilt)]
-    return read_series(_pick(candidates, f"series {header.series_uid} in {p.parent}", volume), tilt=tilt)  # type: ignore[arg-type]
+    return read_series(_pick(candidates, f"series {header.series_uid} in {p.parent}", volume), tilt=tilt,  # type: ignore[arg-type]
+                       headers={h.path: h for h in siblings})
