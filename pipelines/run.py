@@ -44,7 +44,7 @@ from pipelines.ledger import Ledger
 from pipelines.outputs import RunOutputs
 from pipelines.privacy import PrivacyError, Pseudonymiser
 from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict, where_of
-from pipelines.tasks import align_job, export_job, measure_job, track_job
+from pipelines.tasks import align_job, export_job, figures_job, measure_job, track_job
 
 log = logging.getLogger("tumor_response.run")
 
@@ -466,6 +466,7 @@ def _run_locked(
         outputs.anon.register(found.patients)
         outputs.anon.register_descriptions([*(r[k] for r in found.series_rows for k in ("description", "contrast_agent")),
                                 *found.free_text])
+        figures = None  # the report's figures, drawn ahead on a worker when there is an export to overlap
         with make_executor(config.executor) as executor:  # one pool for the stages and the DICOM export
             staged = _stage_all(config, found.patients, clinical, ledger, console, summary, outputs,
                                 found.lesion_metadata, executor)
@@ -485,7 +486,11 @@ def _run_locked(
             if config.radiomics.enabled:
                 outputs.csv("radiomics.csv", summary.radiomics_rows, RADIOMICS_COLUMNS)
             if config.outputs.dicom:
-                _export_dicom(config, summary, started_wall, executor, ledger, console, outputs)
+                # The report's figures read only what is already written (the scans' failures included): they
+                # are drawn on a worker beside the export tasks, and the page takes them at the end.
+                outputs.csv("failures.csv", summary.failures, FAILURE_COLUMNS)
+                figures = out / ".report-figures"
+                _export_dicom(config, summary, started_wall, executor, ledger, console, outputs, figures)
         if config.dataset.kind == "dicom":
             outputs.csv("series.csv", summary.series_rows, SERIES_COLUMNS)
         outputs.csv("failures.csv", summary.failures, FAILURE_COLUMNS)
@@ -498,7 +503,11 @@ def _run_locked(
         summary.seconds = time.perf_counter() - started
         summary.ledger_seconds = ledger.seconds
         outputs.json("provenance.json", _provenance(config, started_wall, summary))
-        write_report(out, title=f"tumor-response: {config.name}")
+        try:
+            write_report(out, title=f"tumor-response: {config.name}", figures=figures)
+        finally:
+            if figures is not None:
+                shutil.rmtree(figures, ignore_errors=True)
         ledger.finish_run(run_id, len(summary.failures))
     finally:
         ledger.close()
@@ -508,7 +517,7 @@ def _run_locked(
 
 
 def _export_dicom(config: RunConfig, summary: RunSummary, started: dt.datetime, executor: Any, ledger: Ledger,
-                  console: Console, outputs: RunOutputs) -> None:
+                  console: Console, outputs: RunOutputs, figures: Path | None = None) -> None:
     """DICOM SEG + SR per DICOM patient-time point (outputs.dicom), one task per time point on the run's workers;
     failures recorded, the run goes on."""
     from pipelines.export import ExportError, plan_export
@@ -524,8 +533,16 @@ def _export_dicom(config: RunConfig, summary: RunSummary, started: dt.datetime, 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=not console.is_terminal)
     jobs = [((job.tp.patient_id, job.tp.study_date.isoformat()), export_job, (job,)) for job in plan]
+    batches = [("export", "export", jobs)]
+    if figures is not None:
+        shutil.rmtree(figures, ignore_errors=True)
+        batches.insert(0, ("figures", "report figures", [(("report", None), figures_job, (config.output_dir, figures))]))
     with progress:
-        for _, outcome in _Jobs(executor, ledger, console, progress, summary, outputs).run(("export", "export", jobs)):
+        for tag, outcome in _Jobs(executor, ledger, console, progress, summary, outputs).run(*batches):
+            if tag[0] == "figures":
+                if isinstance(outcome, str):  # the page draws them itself
+                    log.warning("report figures ahead of the page failed: %s", outcome)
+                continue
             if isinstance(outcome, str):
                 exported.failed.append(outcome)
                 continue

@@ -182,3 +182,12 @@ def export_job(job: Any) -> dict[str, Any]:
     done = export_timepoint(job)
     return {"written": [str(p) for p in done.written], "failed": list(done.failed), "cached": False,
             "seconds": time.perf_counter() - t0}
+
+
+def figures_job(run_dir: Path, dest: Path) -> dict[str, Any]:
+    """Draw the report's figures on a worker (:func:`imaging.report.html.render_figures`), beside the export."""
+    from imaging.report.html import render_figures
+
+    t0 = time.perf_counter()
+    render_figures(run_dir, dest)
+    return {"cached": False, "seconds": time.perf_counter() - t0}

@@ -266,10 +266,11 @@ dl.kv dt { color: var(--muted); } dl.kv dd { margin: 0; overflow-wrap: anywhere;
 class _Page:
     """Collects the page while figures and snapshots are written into ``out``."""
 
-    def __init__(self, data: RunData, out: Path, title: str) -> None:
+    def __init__(self, data: RunData, out: Path, title: str, figures: Path | None = None) -> None:
         self.data = data
         self.out = out
         self.title = title
+        self.figures = figures  # figures rendered ahead (render_figures), copied instead of drawn again
         self.patients = data.patients
         self.anchor = {p: f"patient-{i + 1}" for i, p in enumerate(self.patients)}
         self.criteria = data.criteria
@@ -388,8 +389,8 @@ class _Page:
             f"{_badge(k, plots.call_category(k) if k != 'none' else 'NE')} \u00d7 {v}"
             for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) + "</p>")
         if waterfall_rows:
-            plots.waterfall_plot(self.out / f"{stem}_waterfall.png", waterfall_rows, criterion=criterion,
-                                 measure=measure)
+            self._plot(f"{stem}_waterfall.png", plots.waterfall_plot, waterfall_rows, criterion=criterion,
+                       measure=measure)
             caption = ("Waterfall: each bar is one patient's best (lowest) % change from baseline, up to and "
                        "including the first progression; bar colour is the best overall response. "
                        f"Bars above +{plots.WATERFALL_CAP_PCT:.0f}% are cut, with their value written on top.")
@@ -399,15 +400,15 @@ class _Page:
         else:
             parts.append('<p class="note">No patient has a follow-up with a % change: no waterfall plot.</p>')
         if per_patient:
-            plots.spider_plot(self.out / f"{stem}_spider.png", per_patient, best_cat, criterion=criterion,
-                              measure=measure)
+            self._plot(f"{stem}_spider.png", plots.spider_plot, per_patient, best_cat, criterion=criterion,
+                       measure=measure)
             parts.append(self._figure(
                 f"{stem}_spider.png", f"Spider plot, {criterion}",
                 "Spider: % change from baseline at each assessment, one line per patient starting at 0 on the "
                 "baseline day; line colour is the best overall response, the marker the call at that time point. "
                 "Dashed lines: the response and progression thresholds."))
-            plots.swimmer_plot(self.out / f"{stem}_swimmer.png", per_patient, criterion=criterion,
-                               failed_days=failed_days)
+            self._plot(f"{stem}_swimmer.png", plots.swimmer_plot, per_patient, criterion=criterion,
+                       failed_days=failed_days)
             parts.append(self._figure(
                 f"{stem}_swimmer.png", f"Swimmer plot, {criterion}",
                 "Swimmer: one lane per patient (longest follow-up on top) from the first scan to the last; "
@@ -415,6 +416,15 @@ class _Page:
                 "above a marker are flags of that assessment (written when a later scan settles it); a cross "
                 "below the lane is a scan the pipeline could not read; the hatched part follows a progression."))
         return "\n".join(parts)
+
+    def _plot(self, rel: str, draw: Any, *args: Any, **kwargs: Any) -> None:
+        """Draw a figure into the page's folder, or take the one :func:`render_figures` drew from the same data."""
+        ready = self.figures / rel if self.figures is not None else None
+        if ready is not None and ready.is_file():
+            (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ready, self.out / rel)
+            return
+        draw(self.out / rel, *args, **kwargs)
 
     def _figure(self, rel: str, alt: str, caption: str) -> str:
         return (f'<figure class="plot"><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(alt)}"></a>'
@@ -657,7 +667,21 @@ def _remove_stale(run_dir: Path) -> None:
             continue
 
 
-def write_report(run_dir: Path, *, title: str = "tumor-response run") -> Path:
+def render_figures(run_dir: Path, dest: Path) -> Path:
+    """Draw the report's figures (waterfall, spider, swimmer per criterion) into ``dest`` ahead of the page.
+
+    A run draws them on a worker while the DICOM export runs, and :func:`write_report` (``figures=dest``) then
+    takes them instead of drawing them again. They read only what is written before the export (responses,
+    best overall responses, the scans' failures), so they are the figures the page would draw.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    page = _Page(load_run(run_dir), dest, "")
+    for i, criterion in enumerate(page.criteria):
+        page.criterion_section(i, criterion)
+    return dest
+
+
+def write_report(run_dir: Path, *, title: str = "tumor-response run", figures: Path | None = None) -> Path:
     """Write the static HTML report of a run: ``run_dir/report/index.html`` and its images.
 
     Parameters
@@ -668,6 +692,8 @@ def write_report(run_dir: Path, *, title: str = "tumor-response run") -> Path:
         files are reported on the page, not raised.
     title : str
         Page title and heading.
+    figures : Path, optional
+        Figures :func:`render_figures` drew from this run ahead of the page: copied instead of drawn.
 
     Returns
     -------
@@ -688,7 +714,7 @@ def write_report(run_dir: Path, *, title: str = "tumor-response run") -> Path:
     final = run_dir / REPORT_DIR
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the report is meant to be read
-        page = _Page(data, tmp, title).render()
+        page = _Page(data, tmp, title, figures).render()
         with open(tmp / "index.html", "w", encoding="utf-8") as fh:
             fh.write(page)
             fh.flush()
