@@ -320,16 +320,18 @@ def _read_courses(run: Path) -> dict[str, dict]:
     return out
 
 
-def _points(value: str | None) -> tuple[tuple[float, float, float], ...] | None:
-    """``"x y z"`` (lesions.csv) -> a point; None when empty."""
+def _point(value: str | None) -> tuple[float, float, float] | None:
+    """``"x y z"`` (lesions.csv, LPS mm) -> a point; None when empty."""
     if not value:
         return None
-    return (tuple(float(v) for v in value.split()),)  # type: ignore[return-value]
+    x, y, z = (float(v) for v in value.split())
+    return x, y, z
 
 
 def _ends(row: dict[str, str], name: str):  # -> tuple[Point, Point] | None
-    a, b = _points(row.get(f"{name}_end0_lps")), _points(row.get(f"{name}_end1_lps"))
-    return (a[0], b[0]) if a and b else None
+    """An axis's two end points from lesions.csv (``<name>_end0_lps``, ``<name>_end1_lps``); None if either is empty."""
+    a, b = _point(row.get(f"{name}_end0_lps")), _point(row.get(f"{name}_end1_lps"))
+    return (a, b) if a and b else None
 
 
 def _course_view(course: dict | None, date: str) -> tuple[dict[str, tuple[str, dict]], TimePointInfo | None]:

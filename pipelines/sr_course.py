@@ -146,14 +146,11 @@ class Finding:
     image_points: list[tuple[str, float, float]] = field(default_factory=list)  # (SOP Instance UID, column, row)
     role: str | None = None
     course: dict[str, Any] = field(default_factory=dict)
+    time_point_kind: str | None = None  # TID 1502 Time Point Type of the group: baseline | pre_baseline | follow_up
 
     @property
     def has_length(self) -> bool:
         return any(v is not None for v in (self.long_axis_mm, self.short_axis_mm, self.perpendicular_mm))
-
-
-# Kept for callers of the earlier reader.
-LesionReading = Finding
 
 
 @dataclass
@@ -398,11 +395,8 @@ def _read_group(group: Dataset, where: str, notes: list[str]) -> Finding | dict 
     if tracking_id == _CONTEXT_ID and (context or coded_ctx):
         return {"context": context, "clinical": coded_ctx, "kind": kind_of_tp}
     values = {k: v for k, (v, _) in q.values.items()}
-    if not values:
-        if role is not None:  # our own report: a non-target judged, not measured
-            pass
-        else:
-            return None  # a qualitative finding, a response: nothing a course can use
+    if not values and role is None:
+        return None  # a qualitative finding, a response: nothing a course can use (our non-targets have a role)
     name: str | None
     if tracking_id and not _TOOL_ID.match(tracking_id):
         name = tracking_id
@@ -427,7 +421,7 @@ def _read_group(group: Dataset, where: str, notes: list[str]) -> Finding | dict 
     found.area_mm2 = values.get("area")
     found.role = role
     found.course = course
-    found._kind_of_tp = kind_of_tp  # type: ignore[attr-defined]
+    found.time_point_kind = kind_of_tp
     return found
 
 
@@ -469,7 +463,7 @@ def read_measurement_report(path: str | os.PathLike[str], ds: Dataset | None = N
                 reading.clinical.update(found["clinical"])
                 reading.kind = reading.kind or found["kind"]
                 continue
-            reading.kind = reading.kind or getattr(found, "_kind_of_tp", None)
+            reading.kind = reading.kind or found.time_point_kind
             if found.not_lesion:
                 reading.others.append(found)
                 continue
@@ -572,7 +566,7 @@ def read_sr_folder(path: str | os.PathLike[str], images: _Images | None = None) 
             if images is not None:
                 images.add(p, ds)
             continue
-        reading = read_measurement_report(p, pydicom.dcmread(p))
+        reading = read_measurement_report(p, ds)  # an SR has no pixel data: the header read holds its content
         if reading is not None:
             readings.append(reading)
     if not readings:
@@ -836,6 +830,8 @@ class _FrameMapper:
         self.images = images
         self.baseline = baseline
         self.frames: dict[str, Any] = {}  # report path -> transform (follow-up point -> baseline point) or reason
+        for finding in baseline.lesions.values():  # the baseline's frame of reference, from its placed findings
+            images.to_lps(finding)
 
     def _frame(self, r: ReportReading) -> str | None:
         for f in r.lesions.values():
@@ -860,8 +856,6 @@ class _FrameMapper:
         centre = tuple(sum(p[k] for p in f.points_lps) / n for k in range(3))
         if r is self.baseline:
             return centre  # type: ignore[return-value]
-        for g in list(self.baseline.lesions.values()):
-            self.images.to_lps(g)
         base_frame, frame = self._frame(self.baseline), f.frame_of_reference
         if base_frame and frame and base_frame == frame:
             return centre  # type: ignore[return-value]

@@ -135,13 +135,13 @@ def load_lesions(tp: TimepointSource, image, lesions: LesionConfig):  # noqa: AN
 
 
 def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: ANN001 - sitk.Image
-                  raw=None) -> tuple[dict | None, str | None, list[str]]:  # noqa: ANN001
+                  raw=None) -> tuple[dict | None, str | None]:  # noqa: ANN001
     """The T2/FLAIR burden of a glioma time point: everything abnormal on FLAIR, measured on the FLAIR grid.
 
     The FLAIR (``dataset.sequences.flair`` / ``dataset.series.flair``) is rigidly registered to the measured image
     within the exam (mutual information) unless it shares its grid; without a FLAIR sequence the burden is measured
     on the label map's own grid (its FLAIR-hyperintensity label, drawn on a co-registered FLAIR). Returns
-    ``(burden, problem, notes)``: an implausible registration or an unreadable FLAIR is the ``problem`` of this
+    ``(burden, problem)``: an implausible registration or an unreadable FLAIR is the ``problem`` of this
     assessment, never a failure of the time point.
     """
     from imaging.io import Geometry
@@ -154,17 +154,17 @@ def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: AN
         raw = load_label_map(tp.mask_path, image)
     problem = dict(tp.sequence_problems).get("flair")
     if problem:
-        return None, f"FLAIR: {problem}", []
+        return None, f"FLAIR: {problem}"
     source = tp.sequence("flair")
     volumes = compartment_volumes(raw, comp)
     if source is None:
         burden = measure_flair_burden(flair_burden(raw, comp))
         return {**burden.to_dict(), "sequence": "label map grid", "registration": None,
-                "compartments_mm3": volumes}, None, []
+                "compartments_mm3": volumes}, None
     try:
         flair = read_nifti(source).image if isinstance(source, Path) else read_series(source).image
     except (ImagingError, OSError) as exc:
-        return None, f"FLAIR {source if isinstance(source, Path) else source.series_uid}: not readable ({exc})", []
+        return None, f"FLAIR {source if isinstance(source, Path) else source.series_uid}: not readable ({exc})"
     registration = None
     transform = None
     if not Geometry.of(flair).same_grid(Geometry.of(image)):
@@ -173,7 +173,7 @@ def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: AN
         registration = {k: v for k, v in result.to_dict().items() if k in FLAIR_QUALITY_KEYS}
         if not result.ok:
             return None, (f"FLAIR to measured series registration {result.status}: {'; '.join(result.problems)}; the "
-                          "T2/FLAIR burden is not measured at this scan"), []
+                          "T2/FLAIR burden is not measured at this scan")
         transform = result.transform  # FLAIR points -> measured-image points
         origin = transform.TransformPoint((0.0, 0.0, 0.0))
         columns = [[a - b for a, b in zip(transform.TransformPoint(e), origin, strict=True)]
@@ -181,7 +181,7 @@ def measure_flair(tp: TimepointSource, image, lesions: LesionConfig,  # noqa: AN
         registration["affine"] = {"matrix": [columns[j][i] for i in range(3) for j in range(3)],
                                   "offset": list(origin)}  # p_measured = matrix @ p_flair + offset (LPS mm)
     burden = measure_flair_burden(flair_burden(raw, comp, flair, transform))
-    return {**burden.to_dict(), "sequence": "flair", "registration": registration, "compartments_mm3": volumes}, None, []
+    return {**burden.to_dict(), "sequence": "flair", "registration": registration, "compartments_mm3": volumes}, None
 
 
 def compartment_volumes(raw, comp) -> dict[str, float]:  # noqa: ANN001 - sitk.Image, Compartments
@@ -308,8 +308,7 @@ def measure_timepoint(tp: TimepointSource, lesions: LesionConfig, extras: Extras
             _, why = rano_measurability(m, lesion_labels(m), compartment_labels=raw, comp=comp,
                                         slice_thickness_mm=float(thickness))
             problems.append(f"{extras.name_of(m.label) if extras else f'L{m.label}'} (RANO measurability): {why}")
-        flair, flair_problem, notes = measure_flair(tp, image, lesions, raw)
-        problems.extend(notes)
+        flair, flair_problem = measure_flair(tp, image, lesions, raw)
     return MeasuredTimepoint(
         **_identity(tp),
         slice_thickness_mm=float(thickness),

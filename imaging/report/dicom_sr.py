@@ -1,9 +1,8 @@
 """Lesion measurements and time-point responses as a DICOM SR Measurement Report (TID 1500).
 
 One report per patient and time point, in the study of the source series. Every group carries
-the time point's context (TID 1502: the study date, its role in the course as *Baseline*,
-*Pretreatment* for a pre-baseline scan or *Posttreatment*, its order, and the days from the
-baseline scan). Per lesion, sharing one Tracking Unique Identifier (the same UID at every time
+the time point's context (TID 1502: the study date and its role in the course as *Baseline*,
+*Pretreatment* for a pre-baseline scan or *Posttreatment*). Per lesion, sharing one Tracking Unique Identifier (the same UID at every time
 point, see :func:`imaging.report.dicom_seg.tracking_uid`):
 
 - a **bidirectional** group (TID 1501) when the lesion's axes were measured: *Long Axis* and
@@ -157,7 +156,7 @@ class TimePointInfo:
     """The time point's place in the course (TID 1502) and what the course says of it.
 
     ``kind``: ``baseline``, ``pre_baseline`` or ``follow_up``; ``order``: 1 for the first scan;
-    ``days_from_baseline``: negative before it. ``context``: the course's ``treatment_start``,
+    ``days_from_baseline``: negative before it (these two make the report's identity, not TID 1502 items). ``context``: the course's ``treatment_start``,
     ``radiotherapy_end`` (ISO dates or None) and ``immunotherapy``; ``clinical``: the visit's
     fields (course-format.md); ``slice_thickness_mm`` as the course used it.
     """
@@ -375,24 +374,20 @@ def _bidirectional_group(lesion: LesionRecord, tracking_uid_: str, sources: Sequ
     return group
 
 
-def _time_point_context(tp: TimePointInfo | None, numbers: bool = True):  # -> hd.sr.TimePointContext | None
-    """TID 1502 for ``tp``; ``numbers=False`` leaves out its NUM items (order, offset): OHIF takes a group's first
-    NUM for the measurement that holds the drawing, so the bidirectional group states the time point without them."""
+def _time_point_context(tp: TimePointInfo | None):  # -> hd.sr.TimePointContext | None
+    """TID 1502 for ``tp``: the time point (the study date), its type and the subject's identifier of it.
+
+    Its NUM items (Time Point Order, Longitudinal Temporal Offset from Event) are left out: OHIF takes a group's
+    first NUM for the measurement that holds the drawing.
+    """
     import highdicom as hd
 
     if tp is None:
         return None
-    offset = None
-    if tp.days_from_baseline is not None and numbers:
-        offset = hd.sr.LongitudinalTemporalOffsetFromEvent(
-            value=float(tp.days_from_baseline), unit=hd.sr.CodedConcept("d", "UCUM", "day"),
-            event_type=codes.DCM.Baseline)
     return hd.sr.TimePointContext(
         time_point=tp.date,
         time_point_type=_code(TIME_POINT_TYPES[tp.kind]) if tp.kind else None,
-        time_point_order=tp.order if numbers else None,
         subject_time_point_identifier=tp.date,
-        temporal_offset_from_event=offset,
     )
 
 
@@ -514,7 +509,7 @@ def write_sr(
     patient_id = str(first.get("PatientID", ""))
     by_lesion = {s.lesion_id: s for s in segments}
     tp = TimePointInfo(date=time_point) if isinstance(time_point, str) else time_point
-    tp_context = _time_point_context(tp, numbers=False)
+    tp_context = _time_point_context(tp)
 
     groups: list = []  # TID 1501 and TID 1411 groups
     if tp is not None and (tp.context or tp.clinical or tp.slice_thickness_mm is not None):
