@@ -3,7 +3,8 @@
 One row per file under the archive root (path relative to the root, size,
 mtime in ns, and either the parsed header as JSON or the reason it was
 skipped; for a DICOM SEG or RTSTRUCT the JSON also holds its references and
-segments under ``"segmentation"``), and one row per volume of the last index. A rerun of the crawl
+segments under ``"segmentation"``), one row per volume of the last index, and that index as a whole (keyed by
+what it was computed from, so an unchanged archive is shown again without reading a header). A rerun of the crawl
 re-reads only the files whose size or mtime changed, and forgets files that
 are gone. The file is an ordinary SQLite database: ``sqlite3 CATALOGUE
 'select volume_id, n_slices from volumes'`` works.
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS files (
     kind TEXT NOT NULL CHECK (kind IN ('dicom', 'skip')),
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS indexes (key TEXT PRIMARY KEY, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS volumes (
     volume_id TEXT PRIMARY KEY,
     patient_id TEXT, study_uid TEXT, study_date TEXT, series_uid TEXT, modality TEXT,
@@ -75,6 +77,7 @@ class Catalogue:
                 with self._db:
                     self._db.execute("DELETE FROM files")
                     self._db.execute("DELETE FROM volumes")
+                    self._db.execute("DELETE FROM indexes")
                     self._db.executemany(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                         [("schema_version", SCHEMA_VERSION), ("root", str(self.root.resolve()))],
@@ -126,6 +129,24 @@ class Catalogue:
                         for v in volumes
                     ],
                 )
+        except sqlite3.Error as exc:
+            raise CatalogueError(f"{self.path}: cannot write the catalogue ({exc})") from exc
+
+    def stored_index(self, key: str) -> str | None:
+        """The index stored under ``key`` by :meth:`store_index`, or None."""
+        row = self._db.execute("SELECT payload FROM indexes WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def store_index(self, key: str, payload: str) -> None:
+        """Keep ``payload`` (a whole index, as text) under ``key``, in place of any index stored before.
+
+        ``key`` names everything the index was computed from (the listing's digest, the options, the code): a
+        later crawl that finds the same key may show the payload instead of recomputing it.
+        """
+        try:
+            with self._db:
+                self._db.execute("DELETE FROM indexes")
+                self._db.execute("INSERT INTO indexes (key, payload) VALUES (?, ?)", (key, payload))
         except sqlite3.Error as exc:
             raise CatalogueError(f"{self.path}: cannot write the catalogue ({exc})") from exc
 

@@ -13,6 +13,7 @@ a process pool (header parsing is pure Python, so threads would not help).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -20,6 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
 from imaging.io.catalogue import CATALOGUE_NAME, Catalogue, FileRecord
@@ -53,37 +55,88 @@ def default_catalogue(root: str | os.PathLike[str]) -> Path:
 
 
 def _walk(
-    root: Path, skipped: list[tuple[Path, str]], ignore: set[str], seen: set[tuple[int, int]] | None = None
-) -> Iterator[tuple[Path, int, int]]:
-    """(path, size, mtime_ns) of every regular file under ``root``, sorted, depth first.
+    folder: str,
+    prefix: str,
+    skipped: list[tuple[Path, str]],
+    ignore: set[str],
+    seen: set[tuple[int, int]],
+) -> Iterator[tuple[str, str, int, int]]:
+    """(path, path relative to the root in POSIX form, size, mtime_ns) of every regular file under ``folder``.
 
-    Symbolic links to folders are followed once (a link back up the tree is not a loop).
+    Sorted by name, depth first. Symbolic links to folders are followed once (a link back up the tree is not a
+    loop). Paths stay strings here: on an archive of 100,000 files, making and relativising ``Path`` objects
+    cost more than listing the files.
     """
-    seen = set() if seen is None else seen
     try:
-        st_root = root.stat()
-        if (st_root.st_dev, st_root.st_ino) in seen:
+        st_folder = os.stat(folder)
+        if (st_folder.st_dev, st_folder.st_ino) in seen:
             return
-        seen.add((st_root.st_dev, st_root.st_ino))
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        seen.add((st_folder.st_dev, st_folder.st_ino))
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        skipped.append((root, f"cannot list folder ({exc.strerror or exc})"))
+        skipped.append((Path(folder), f"cannot list folder ({exc.strerror or exc})"))
         return
     for entry in entries:
-        path = Path(entry.path)
         try:
             if entry.is_dir():
-                yield from _walk(path, skipped, ignore, seen)
+                yield from _walk(entry.path, f"{prefix}{entry.name}/", skipped, ignore, seen)
                 continue
             if not entry.is_file():
                 continue
-            if entry.name.startswith(CATALOGUE_NAME) or os.path.abspath(entry.path) in ignore:
+            if entry.name.startswith(CATALOGUE_NAME) or (ignore and os.path.abspath(entry.path) in ignore):
                 continue  # our own catalogue (and its journal)
             st = entry.stat()
         except OSError as exc:
-            skipped.append((path, f"cannot stat file ({exc.strerror or exc})"))
+            skipped.append((Path(entry.path), f"cannot stat file ({exc.strerror or exc})"))
             continue
-        yield path, st.st_size, st.st_mtime_ns
+        yield entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The files under an archive root, as the crawl sees them before reading any header.
+
+    ``entries`` holds (path, relative path, size, mtime_ns) per regular file; ``skipped`` the folders and files that
+    could not be listed or stat'ed. :attr:`digest` changes whenever a file is added, removed, resized or touched
+    (the catalogue's own test of change), so a result computed from an earlier listing with the same digest
+    still holds.
+    """
+
+    root: Path
+    entries: tuple[tuple[str, str, int, int], ...]
+    skipped: tuple[tuple[Path, str], ...]
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for _, rel, size, mtime in self.entries:
+            h.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+        for path, reason in self.skipped:
+            h.update(f"skip\0{path}\0{reason}\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
+
+
+def list_archive(root: str | os.PathLike[str], *, catalogue: str | os.PathLike[str] | None = None) -> Listing:
+    """List every regular file under ``root`` (any depth) with its size and mtime; no file is opened.
+
+    The catalogue file (``catalogue``, and any file named like the default catalogue) is left out.
+
+    Raises
+    ------
+    ArchiveError
+        ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ArchiveError(f"{root}: not a folder")
+    ignore: set[str] = set()
+    if catalogue is not None:
+        base = os.path.abspath(catalogue)
+        ignore = {base + suffix for suffix in ("", "-journal", "-wal", "-shm")}
+    skipped: list[tuple[Path, str]] = []
+    entries = tuple(_walk(str(root), "", skipped, ignore, set()))
+    return Listing(root, entries, tuple(skipped))
 
 
 #: What the crawl makes of one file: ("dicom", header, segmentation) or ("skip", reason, None). For a SEG or
@@ -114,26 +167,38 @@ def _read_one(path: Path) -> _Outcome:
     return "dicom", header, segmentation
 
 
-def _read_chunk(paths: list[Path]) -> list[_Outcome]:
-    return [_read_one(p) for p in paths]
+#: A file to read: its path, and its path relative to the root when its catalogue row is wanted (else None).
+_Job = tuple[Path, "str | None"]
 
 
-def _read_many(paths: list[Path], workers: int) -> list[_Outcome]:
-    if workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
-        return [_read_one(p) for p in paths]
-    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+def _read_job(job: _Job) -> tuple[_Outcome, str | None]:
+    """The outcome of one file and, when a relative path is given, its catalogue payload (made where it was read:
+    in a worker, that is work the main process does not do serially)."""
+    path, rel = job
+    one = _read_one(path)
+    return one, (None if rel is None else _payload(one, rel))
+
+
+def _read_chunk(jobs: list[_Job]) -> list[tuple[_Outcome, str | None]]:
+    return [_read_job(j) for j in jobs]
+
+
+def _read_many(jobs: list[_Job], workers: int) -> list[tuple[_Outcome, str | None]]:
+    if workers <= 1 or len(jobs) < PARALLEL_THRESHOLD:
+        return _read_chunk(jobs)
+    chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     # forkserver: workers never inherit the parent's threads (fork after threads can deadlock).
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            out: list[_Outcome] = []
+            out: list[tuple[_Outcome, str | None]] = []
             for part in pool.map(_read_chunk, chunks):
                 out.extend(part)
         return out
     except (BrokenProcessPool, OSError) as exc:
         # Workers could not start (e.g. a __main__ that cannot be re-imported): read here instead.
-        log.warning("header workers unavailable (%s); reading %d headers in this process", exc, len(paths))
-        return [_read_one(p) for p in paths]
+        log.warning("header workers unavailable (%s); reading %d headers in this process", exc, len(jobs))
+        return _read_chunk(jobs)
 
 
 def scan_archive(
@@ -142,6 +207,7 @@ def scan_archive(
     catalogue: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    listing: Listing | None = None,
 ) -> ScanResult:
     """Walk ``root`` at any depth and read every DICOM header.
 
@@ -158,6 +224,8 @@ def scan_archive(
         this process.
     progress
         Called with one-line progress messages (for a CLI).
+    listing
+        The archive's :func:`list_archive`, when the caller has it already (it is made otherwise).
 
     Returns
     -------
@@ -175,53 +243,54 @@ def scan_archive(
     CatalogueError
         The catalogue cannot be opened or written.
     """
+    if listing is None:
+        listing = list_archive(root, catalogue=catalogue)
+    elif Path(listing.root) != Path(root):
+        raise ValueError(f"the listing given is of {listing.root}, not of {root}")
     root = Path(root)
-    if not root.is_dir():
-        raise ArchiveError(f"{root}: not a folder")
     result = ScanResult()
-    ignore: set[str] = set()
-    if catalogue is not None:
-        base = os.path.abspath(catalogue)
-        ignore = {base + suffix for suffix in ("", "-journal", "-wal", "-shm")}
-    entries = list(_walk(root, result.skipped, ignore))
+    result.skipped.extend(listing.skipped)
+    entries = listing.entries
     result.n_files = len(entries)
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
     cat = Catalogue(Path(catalogue), root) if catalogue is not None else None
+    outcome: list[_Outcome | None] = [None] * len(entries)
     try:
         known = cat.records() if cat else {}
-        outcome: dict[Path, _Outcome] = {}
-        to_read: list[tuple[Path, str, int, int]] = []
-        for path, size, mtime in entries:
-            rel = path.relative_to(root).as_posix()
+        to_read: list[int] = []
+        for i, (path, rel, size, mtime) in enumerate(entries):
             rec = known.get(rel)
-            cached = _from_record(rec, root / rel) if rec is not None and rec.size == size and rec.mtime_ns == mtime else None
+            cached = _from_record(rec, path) if rec is not None and rec.size == size and rec.mtime_ns == mtime else None
             if cached is not None:
-                outcome[path] = cached
+                outcome[i] = cached
                 result.n_cached += 1
             else:
-                to_read.append((path, rel, size, mtime))
+                to_read.append(i)
         if progress and to_read:
             progress(f"reading {len(to_read)} of {len(entries)} headers ({result.n_cached} unchanged in the catalogue)")
-        fresh = _read_many([p for p, _, _, _ in to_read], n_workers)
+        fresh = _read_many([(Path(entries[i][0]), entries[i][1] if cat is not None else None) for i in to_read], n_workers)
         result.n_read = len(fresh)
         changed: list[tuple[str, FileRecord]] = []
-        for (path, rel, size, mtime), one in zip(to_read, fresh):
-            outcome[path] = one
+        for i, (one, payload) in zip(to_read, fresh):
+            outcome[i] = one
             if cat is not None:
-                changed.append((rel, FileRecord(size, mtime, one[0], _payload(one, rel))))
+                assert payload is not None
+                _, rel, size, mtime = entries[i]
+                changed.append((rel, FileRecord(size, mtime, one[0], payload)))
         if cat is not None:
-            present = {p.relative_to(root).as_posix() for p, _, _ in entries}
+            present = {rel for _, rel, _, _ in entries}
             cat.update(changed, [p for p in known if p not in present])
             result.catalogue = cat.path
     finally:
         if cat is not None:
             cat.close()
 
-    for path, _, _ in entries:
-        kind, value, segmentation = outcome[path]
+    for (path_text, _, _, _), one in zip(entries, outcome):
+        assert one is not None
+        kind, value, segmentation = one
         if kind == "skip":
-            result.skipped.append((path, str(value)))
+            result.skipped.append((Path(path_text), str(value)))
             continue
         header = value
         assert isinstance(header, DicomHeader)
@@ -235,7 +304,7 @@ def scan_archive(
         elif isinstance(segmentation, str):
             kind_name = SEGMENTATION_SOP_CLASSES[header.sop_class_uid]
             reason = f"DICOM {kind_name} whose references cannot be read ({segmentation})"
-        result.skipped.append((path, reason))
+        result.skipped.append((Path(path_text), reason))
         result.non_image.append(header)
     return result
 
@@ -256,18 +325,18 @@ def _payload(one: _Outcome, rel: str) -> str:
     return json.dumps(d, separators=(",", ":"))
 
 
-def _from_record(rec: FileRecord, path: Path) -> _Outcome | None:
+def _from_record(rec: FileRecord, path: str) -> _Outcome | None:
     """A file's outcome from its catalogue row; None when the row lacks something (the file is read again)."""
     if rec.kind != "dicom":
         return "skip", rec.payload, None
     d = json.loads(rec.payload)
     seg_dict, seg_error = d.pop("segmentation", None), d.pop("segmentation_error", None)
-    d["path"] = str(path)
+    d["path"] = path
     header = header_from_dict(d)
     segmentation: SegmentationRef | str | None = None
     if header.is_segmentation:
         if seg_dict is not None:
-            seg_dict["path"] = str(path)
+            seg_dict["path"] = path
             segmentation = segmentation_ref_from_dict(seg_dict)
         elif seg_error is not None:
             segmentation = str(seg_error)

@@ -172,9 +172,16 @@ def _cluster_orientations(slices: Sequence[SliceRef]) -> list[int | None]:
     """Orientation cluster index per slice: cosines within tolerance are one orientation."""
     reps: list[np.ndarray] = []
     out: list[int | None] = []
+    # The same cosines always land in the same cluster (clusters are only ever added after the ones they were
+    # compared with), so each distinct value is compared once.
+    known: dict[tuple[float, ...], int] = {}
     for s in slices:
         if s.orientation is None:
             out.append(None)
+            continue
+        hit = known.get(s.orientation) if isinstance(s.orientation, tuple) else None
+        if hit is not None:
+            out.append(hit)
             continue
         o = np.asarray(s.orientation, dtype=float)
         for i, r in enumerate(reps):
@@ -184,6 +191,8 @@ def _cluster_orientations(slices: Sequence[SliceRef]) -> list[int | None]:
         else:
             reps.append(o)
             out.append(len(reps) - 1)
+        if isinstance(s.orientation, tuple) and np.all(np.isfinite(o)):  # NaN never matches, not even itself
+            known[s.orientation] = out[-1]
     return out
 
 

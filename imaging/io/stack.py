@@ -240,7 +240,22 @@ def plan_stack(slices: list[SliceRef], label: str, *, tilt: TiltPolicy = "resamp
     if not slices:
         return plan.fail("no image slices", SeriesError)
     first = slices[0]
-    for s in slices:
+    # Orientation and spacing checked for every slice at once (per-slice numpy calls were most of the cost of
+    # indexing a large archive); the loop below still reports the first slice that fails, in the same order.
+    bad_orientation = bad_spacing = None
+    if first.orientation is not None and first.pixel_spacing_mm is not None and all(
+        s.orientation is not None and s.pixel_spacing_mm is not None for s in slices
+    ):
+        try:
+            orientations = np.asarray([s.orientation for s in slices], dtype=float)
+            spacings = np.asarray([s.pixel_spacing_mm for s in slices], dtype=float)
+        except ValueError:  # ragged values: the per-slice test below says which
+            pass
+        else:
+            if orientations.ndim == 2 and spacings.ndim == 2:
+                bad_orientation = np.max(np.abs(orientations - orientations[0]), axis=1) > ORIENTATION_TOLERANCE
+                bad_spacing = np.max(np.abs(spacings - spacings[0]), axis=1) > PIXEL_SPACING_TOLERANCE_MM
+    for i, s in enumerate(slices):
         if s.mosaic_error:
             return plan.fail(s.mosaic_error)
         missing = [
@@ -259,11 +274,17 @@ def plan_stack(slices: list[SliceRef], label: str, *, tilt: TiltPolicy = "resamp
                 f"inconsistent image size: {first.name} is {first.rows}x{first.columns}, "
                 f"{s.name} is {s.rows}x{s.columns} (rows x columns)"
             )
-        if np.max(np.abs(np.subtract(s.orientation, first.orientation))) > ORIENTATION_TOLERANCE:  # type: ignore[arg-type]
+        if (
+            bool(bad_orientation[i]) if bad_orientation is not None
+            else np.max(np.abs(np.subtract(s.orientation, first.orientation))) > ORIENTATION_TOLERANCE  # type: ignore[arg-type]
+        ):
             return plan.fail(
                 f"more than one orientation ({first.name}: {first.orientation}, {s.name}: {s.orientation})"
             )
-        if np.max(np.abs(np.subtract(s.pixel_spacing_mm, first.pixel_spacing_mm))) > PIXEL_SPACING_TOLERANCE_MM:  # type: ignore[arg-type]
+        if (
+            bool(bad_spacing[i]) if bad_spacing is not None
+            else np.max(np.abs(np.subtract(s.pixel_spacing_mm, first.pixel_spacing_mm))) > PIXEL_SPACING_TOLERANCE_MM  # type: ignore[arg-type]
+        ):
             return plan.fail(
                 f"PixelSpacing differs between {first.name} ({first.pixel_spacing_mm}) and {s.name} ({s.pixel_spacing_mm})"
             )

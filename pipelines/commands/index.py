@@ -64,6 +64,92 @@ def _segmentation_records(scan: Any, volumes: list[Any], links: Any) -> list[dic
     return out
 
 
+def _compute_index(scan: Any, tilt: str) -> dict[str, Any]:
+    """The index of a crawled archive: volume and segmentation records, the files skipped, and the counts."""
+    from imaging.io import group_series
+    from imaging.io.segrefs import link_segmentations
+    from imaging.io.selection import describe_volume
+
+    volumes = group_series(scan.headers, tilt=tilt)
+    links = link_segmentations(volumes, scan.segmentations, scan.headers)
+    records = []
+    for v in volumes:
+        record = v.to_dict()
+        described = describe_volume(v)
+        record.update({k: described[k] for k in _SELECTION_FIELDS})
+        record["segmentations"] = [s.sop_uid for s in links.by_series.get(v.series_uid, [])]
+        records.append(record)
+    seg_records = _segmentation_records(scan, volumes, links)
+    studies = {(v.patient_id, v.study_uid) for v in volumes}
+    studies_with_seg = {(v.patient_id, v.study_uid) for v in volumes if links.by_series.get(v.series_uid)}
+    return {
+        "counts": {
+            "patients": len({v.patient_id for v in volumes}), "studies": len(studies),
+            "series": len({v.series_uid for v in volumes}), "volumes": len(volumes), "segmentations": len(seg_records),
+            "unlinked_segmentations": sum(1 for r in seg_records if r["unlinked_reason"] is not None),
+            "studies_without_segmentation": len(studies - studies_with_seg),
+        },
+        "volumes": records,
+        "segmentations": seg_records,
+        "skipped": [{"path": str(p), "reason": reason} for p, reason in scan.skipped_other],
+    }
+
+
+def _code_fingerprint() -> str:
+    """A digest of the code an index is computed by (the loaders and this command): a stored index made by other
+    code is not shown again."""
+    import hashlib
+
+    import imaging.io
+
+    h = hashlib.sha256()
+    for source in sorted(Path(imaging.io.__file__).parent.glob("*.py")) + [Path(__file__)]:
+        h.update(source.name.encode())
+        h.update(source.read_bytes())
+    return h.hexdigest()
+
+
+def _index_of(
+    archive: Path, listing: Any, cat_path: Path | None, *, explicit: bool, tilt: str, workers: int | None,
+    progress: Any, warn: Any,
+) -> tuple[dict[str, Any], Path | None, dict[str, int]]:
+    """(index, catalogue used, file counts) of ``archive``.
+
+    With a catalogue, an archive whose listing (every file's path, size and mtime) is the one the stored index was
+    computed from, with the same options and code, is not crawled again: its stored index is the answer (every file
+    "unchanged in the catalogue"). Otherwise the headers that changed are read, the index is computed and stored.
+    """
+    from imaging.io import CatalogueError, scan_archive
+    from imaging.io.catalogue import Catalogue
+
+    n = len(listing.entries)
+    key = json.dumps({"listing": listing.digest, "archive": str(archive), "tilt": tilt, "code": _code_fingerprint()})
+    if cat_path is not None:
+        try:
+            with Catalogue(cat_path, archive) as cat:
+                stored = cat.stored_index(key)
+            if stored is not None:
+                return json.loads(stored), cat_path, {"seen": n, "read": 0, "from_catalogue": n}
+            scan = scan_archive(archive, catalogue=cat_path, workers=workers, progress=progress, listing=listing)
+        except CatalogueError as exc:
+            if explicit:
+                raise
+            # The default catalogue is a convenience: a read-only archive still gets indexed.
+            warn(f"warning: {exc}; indexing without a catalogue (use --catalogue PATH to keep one)")
+            cat_path = None
+    if cat_path is None:
+        scan = scan_archive(archive, workers=workers, progress=progress, listing=listing)
+    index = _compute_index(scan, tilt)
+    if cat_path is not None:
+        try:
+            with Catalogue(cat_path, archive) as cat:
+                cat.write_volumes(index["volumes"])
+                cat.store_index(key, json.dumps(index, separators=(",", ":")))
+        except CatalogueError as exc:
+            warn(f"warning: {exc}")
+    return index, cat_path, {"seen": scan.n_files, "read": scan.n_read, "from_catalogue": scan.n_cached}
+
+
 def index_command(
     archive: Annotated[Path, typer.Argument(help="archive folder to crawl (any depth)")],
     as_json: Annotated[bool, typer.Option("--json", help="print the index as JSON (volumes and skipped files)")] = False,
@@ -79,9 +165,8 @@ def index_command(
     from rich.console import Console
     from rich.table import Table
 
-    from imaging.io import CatalogueError, ImagingError, default_catalogue, group_series, scan_archive
-    from imaging.io.segrefs import link_segmentations
-    from imaging.io.selection import describe_volume
+    from imaging.io import ImagingError, default_catalogue
+    from imaging.io.crawl import list_archive
 
     err = Console(stderr=True)
     if tilt not in ("resample", "refuse"):
@@ -94,59 +179,25 @@ def index_command(
             err.print(f"[dim]{message}[/dim]")
 
     try:
-        try:
-            scan = scan_archive(archive, catalogue=cat_path, workers=workers, progress=progress)
-        except CatalogueError as exc:
-            if catalogue is not None:
-                raise
-            # The default catalogue is a convenience: a read-only archive still gets indexed.
-            err.print(f"warning: {exc}; indexing without a catalogue (use --catalogue PATH to keep one)")
-            cat_path = None
-            scan = scan_archive(archive, workers=workers, progress=progress)
+        listing = list_archive(archive, catalogue=cat_path)
+        index, cat_path, files = _index_of(archive, listing, cat_path, explicit=catalogue is not None, tilt=tilt,
+                                           workers=workers, progress=progress, warn=err.print)
     except ImagingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
-    volumes = group_series(scan.headers, tilt=tilt)  # type: ignore[arg-type]
-    links = link_segmentations(volumes, scan.segmentations, scan.headers)
-    records = []
-    for v in volumes:
-        record = v.to_dict()
-        described = describe_volume(v)
-        record.update({k: described[k] for k in _SELECTION_FIELDS})
-        record["segmentations"] = [s.sop_uid for s in links.by_series.get(v.series_uid, [])]
-        records.append(record)
-    seg_records = _segmentation_records(scan, volumes, links)
-    skipped = scan.skipped_other
-    n_series = len({v.series_uid for v in volumes})
-    studies = {(v.patient_id, v.study_uid) for v in volumes}
-    studies_with_seg = {(v.patient_id, v.study_uid) for v in volumes if links.by_series.get(v.series_uid)}
-    if scan.catalogue is not None:
-        from imaging.io.catalogue import Catalogue
-
-        try:
-            with Catalogue(scan.catalogue, archive) as cat:
-                cat.write_volumes(records)
-        except CatalogueError as exc:
-            err.print(f"warning: {exc}")
-
+    records, seg_records, counts = index["volumes"], index["segmentations"], index["counts"]
+    skipped = [(item["path"], item["reason"]) for item in index["skipped"]]
+    n_series = counts["series"]
     if as_json:
         out = {
             "archive": str(archive),
-            "catalogue": str(scan.catalogue) if scan.catalogue else None,
-            "files": {"seen": scan.n_files, "read": scan.n_read, "from_catalogue": scan.n_cached},
-            "counts": {
-                "patients": len({v.patient_id for v in volumes}), "studies": len(studies), "series": n_series,
-                "volumes": len(volumes), "segmentations": len(seg_records),
-                "unlinked_segmentations": sum(1 for r in seg_records if r["unlinked_reason"] is not None),
-                "studies_without_segmentation": len(studies - studies_with_seg),
-            },
+            "catalogue": str(cat_path) if cat_path else None,
+            "files": files,
+            "counts": counts,
             "volumes": records,
             "segmentations": seg_records,
-            "skipped": {
-                "count": len(skipped),
-                "files": [{"path": str(p), "reason": reason} for p, reason in skipped],
-            },
+            "skipped": {"count": len(skipped), "files": index["skipped"]},
         }
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -187,12 +238,12 @@ def index_command(
             when = f"{when[:4]}-{when[4:6]}-{when[6:8]} {when[8:10]}:{when[10:12]}" if when else ""
             segs.add_row(r["patient_id"], r["kind"], r["description"], when, target, items or "(none)", r["path"])
         console.print(segs)
-    summary = f"{scan.n_files} files: {scan.n_read} read, {scan.n_cached} unchanged in the catalogue"
-    if scan.catalogue:
-        summary += f" ({scan.catalogue})"
+    summary = f"{files['seen']} files: {files['read']} read, {files['from_catalogue']} unchanged in the catalogue"
+    if cat_path:
+        summary += f" ({cat_path})"
     console.print(summary)
     console.print(
-        f"{len(studies)} study(ies), {n_series} series" + (f" ({len(records)} volumes)" if split else "")
+        f"{counts['studies']} study(ies), {n_series} series" + (f" ({len(records)} volumes)" if split else "")
         + f", {len(seg_records)} segmentation(s)"
     )
     if not seg_records:
@@ -201,8 +252,9 @@ def index_command(
         n_unlinked = sum(1 for r in seg_records if r["unlinked_reason"] is not None)
         if n_unlinked:
             console.print(f"{n_unlinked} segmentation(s) linked to no series (see the table for why)")
-        if studies - studies_with_seg:
-            console.print(f"no segmentation found for {len(studies - studies_with_seg)} of {len(studies)} study(ies)")
+        if counts["studies_without_segmentation"]:
+            console.print(f"no segmentation found for {counts['studies_without_segmentation']} of {counts['studies']} "
+                          "study(ies)")
     if skipped:
         reasons = Counter(reason.split(" (")[0] for _, reason in skipped)
         console.print(f"{len(skipped)} file(s) skipped (--json lists each with its reason):")

@@ -212,6 +212,54 @@ def test_index_command_json_and_catalogue(tmp_path):
     assert table.exit_code == 0 and "1.2.826.0.1.20" in table.stdout and "5 file(s) skipped" in table.stdout
 
 
+def test_an_unchanged_archive_is_shown_from_the_stored_index_and_any_change_recomputes_it(tmp_path, monkeypatch):
+    from pipelines.commands import index as index_module
+
+    archive = tmp_path / "archive"
+    _messy_archive(archive)
+    runner = CliRunner()
+    computed = []
+    real = index_module._compute_index
+    monkeypatch.setattr(index_module, "_compute_index", lambda scan, tilt: computed.append(tilt) or real(scan, tilt))
+
+    def index(*extra):
+        result = runner.invoke(app, ["index", str(archive), "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    first = index()
+    again = index()
+    assert len(computed) == 1  # the rerun neither read a header nor grouped a series
+    assert again["files"] == {"seen": first["files"]["seen"], "read": 0, "from_catalogue": first["files"]["seen"]}
+    assert {k: v for k, v in again.items() if k != "files"} == {k: v for k, v in first.items() if k != "files"}
+    # Without a catalogue the same index is computed from the files.
+    fresh = json.loads(runner.invoke(app, ["index", str(archive), "--json", "--no-catalogue"]).stdout)
+    assert fresh["volumes"] == first["volumes"] and fresh["skipped"] == first["skipped"]
+    assert len(computed) == 2
+
+    # Another tilt policy is another index.
+    index("--tilt", "refuse")
+    assert computed[-1] == "refuse" and len(computed) == 3
+    index("--tilt", "refuse")
+    assert len(computed) == 3
+
+    # A touched file (mtime only) and a removed one: recomputed, with one header read and the slice gone.
+    slices = sorted((archive / "x" / "y" / "z").rglob("*"))
+    slices = [p for p in slices if p.is_file()]
+    touched, removed = slices[0], slices[1]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    removed.unlink()
+    after = index()
+    assert len(computed) == 4 and after["files"]["read"] == 1
+    assert after["files"]["seen"] == first["files"]["seen"] - 1
+    n_before = {v["series_uid"]: v["n_slices"] for v in first["volumes"]}
+    n_after = {v["series_uid"]: v["n_slices"] for v in after["volumes"]}
+    assert n_after["1.2.826.0.1.20"] == n_before["1.2.826.0.1.20"] - 1
+    # A file added is seen too.
+    (archive / "notes.txt").write_text("added later")
+    assert any(f["path"].endswith("notes.txt") for f in index()["skipped"]["files"]) and len(computed) == 5
+
+
 def test_index_command_reports_a_missing_archive(tmp_path):
     result = CliRunner().invoke(app, ["index", str(tmp_path / "nope"), "--no-catalogue"])
     assert result.exit_code == 2 and "not a folder" in result.output
