@@ -11,8 +11,7 @@ The sets, from what each command needs:
 * ``tumor-response --help``: the static one-line helps of pipelines/cli.py only; no
   command module, no imaging package, no numpy, pydantic or YAML.
 * ``<command> --help``: its own module (``index`` registers ``convert`` too) and
-  typer (which imports pydantic for its parameter types); no other command module,
-  no numpy, no imaging library. ``assess --help`` imports ``imaging.response``
+  typer; no other command module, no numpy, no imaging library. ``assess --help`` imports ``imaging.response``
   (pure Python + pydantic): the help of ``--criteria`` lists its CRITERIA.
 * ``assess COURSE.yaml``: ``imaging.response`` and YAML; no numpy, scipy, pydicom,
   no imaging I/O, registration, SimpleITK, dask, highdicom, matplotlib or pyradiomics.
@@ -21,6 +20,9 @@ The sets, from what each command needs:
   SimpleITK (it registers images only when the scans have frames of their own),
   no highdicom, dask, matplotlib or pyradiomics.
 * ``import imaging.registration.assignment`` alone: numpy and scipy, no SimpleITK.
+* ``convert IN OUT.nii.gz``: SimpleITK and the loaders; no pydantic (typer < 0.29 coerces
+  parameters without it, see pyproject.toml), YAML or run configuration, no dask,
+  highdicom, matplotlib, pyradiomics or scikit-image.
 """
 
 from __future__ import annotations
@@ -167,3 +169,18 @@ def test_static_helps_match_the_commands() -> None:
         assert real.name == name
         assert (real.help or "").strip().splitlines()[0] == short
         assert [p.name for p in group.get_command(ctx, name).params] == [p.name for p in real.params]
+
+
+def test_convert_imports_the_loaders_only(tmp_path: Path) -> None:
+    import numpy as np
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
+    image.SetSpacing((0.7, 0.8, 2.5))
+    sitk.WriteImage(image, str(tmp_path / "in.nii.gz"))
+    code, modules, out = _probe(tmp_path, "convert", str(tmp_path / "in.nii.gz"), str(tmp_path / "out.nii.gz"))
+    assert code == 0, out
+    assert (tmp_path / "out.nii.gz").is_file() and "wrote" in out
+    assert _loaded(modules, {"SimpleITK", "imaging.io"}) == ["SimpleITK", "imaging.io"]
+    forbidden = (IMAGING_LIBS - {"SimpleITK", "nibabel"}) | {"pydantic", "yaml", "pipelines.config", "imaging.response"}
+    assert _loaded(modules, forbidden) == []
