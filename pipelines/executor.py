@@ -30,9 +30,33 @@ class _Inline(AbstractContextManager):
         return None
 
 
+def worker_threads(workers: int) -> int:
+    """Threads each of ``workers`` worker processes may use for its filters: the cores shared out, at least 1.
+
+    Without this, every worker's ITK filters (and BLAS) start one thread per core, and two workers on two cores
+    run four threads that evict each other's caches.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    return {name: str(threads) for name in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
+                                            "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: at most ``threads`` threads for ITK filters (and, for libraries not loaded yet, BLAS)."""
+    import sys
+
+    os.environ.update(_thread_env(threads))
+    if "SimpleITK" in sys.modules:  # loaded before the fork: its default was set from the core count
+        sys.modules["SimpleITK"].ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
 class _Local(AbstractContextManager):
     def __init__(self, workers: int) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=workers)
+        self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_limit_threads,
+                                         initargs=(worker_threads(workers),))
         self._workers = workers
 
     def run(self, jobs: Sequence[Job]) -> Iterator[tuple[Any, Any]]:
@@ -62,7 +86,8 @@ class _Dask(AbstractContextManager):
             self._client = Client(address)
         else:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, host="127.0.0.1")
+                                         dashboard_address=None, host="127.0.0.1",
+                                         env=_thread_env(worker_threads(workers)))
             self._client = Client(self._cluster)
 
     def run(self, jobs: Sequence[Job]) -> Iterator[tuple[Any, Any]]:

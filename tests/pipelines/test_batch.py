@@ -170,3 +170,24 @@ def test_lesion_metadata_target_false_and_a_bad_sidecar(archive, tmp_path):
     failures = list(csv.DictReader((out / "failures.csv").open()))
     assert [(f["patient_id"], f["stage"]) for f in failures] == [("MINI02", "assess")]
     assert "lesions.json: label 1: organs: unknown field" in failures[0]["reason"]
+
+
+def test_local_workers_share_the_cores_for_their_filters():
+    """Each local worker process starts with its share of the cores for ITK filters (and BLAS), not all of them."""
+    import SimpleITK as sitk
+
+    from pipelines.config import ExecutorConfig
+    from pipelines.executor import make_executor, worker_threads
+
+    cores = os.cpu_count() or 1
+    assert worker_threads(1) == cores and worker_threads(2) == max(1, cores // 2) and worker_threads(10 * cores) == 1
+    with make_executor(ExecutorConfig(kind="local", workers=2)) as executor:
+        seen = [outcome for _, outcome in executor.run([(i, _threads_here, ()) for i in range(4)])]
+    assert seen == [(max(1, cores // 2), str(max(1, cores // 2)))] * 4
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() >= 1  # this process is left as it was
+
+
+def _threads_here():
+    import SimpleITK as sitk
+
+    return sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), os.environ.get("OMP_NUM_THREADS")
