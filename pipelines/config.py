@@ -209,7 +209,7 @@ class ExecutorConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    """Identifiers in outputs (see pipelines/privacy.py). ``key`` or ``key_env`` (the name of an
+    """Identifiers in outputs (see pipelines/outputs/privacy.py). ``key`` or ``key_env`` (the name of an
     environment variable holding the key; keeps the secret out of the config file).
 
     ``keep_identifiers``: DICOM objects the run writes (SEG, SR) copy the source's patient

@@ -198,10 +198,10 @@ _MARKED_SEQUENCES = ("ContributingEquipmentSequence", "RequestAttributesSequence
 
 
 def basic_profile_text_keywords() -> list[str]:
-    """Keywords of PS3.15 Table E.1-1 (the edition pipelines.privacy applies) whose VR holds a marker word."""
+    """Keywords of PS3.15 Table E.1-1 (the edition pipelines.outputs.privacy applies) whose VR holds a marker word."""
     from pydicom.datadict import dictionary_VR, keyword_for_tag
 
-    from pipelines.privacy import _profile
+    from pipelines.outputs.privacy import _profile
 
     single, _, _ = _profile()
     keywords = []

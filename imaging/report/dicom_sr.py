@@ -80,7 +80,7 @@ SHORT_AXIS = ("103340004", "SCT", "Short Axis")
 #: OHIF v3 maps a group to its Bidirectional tool by this Tracking Identifier.
 OHIF_BIDIRECTIONAL = "Cornerstone3DTools@^0.1.0:Bidirectional"
 
-#: The course a report states, beside its values (private; read back by ``pipelines.sr_course``).
+#: The course a report states, beside its values (private; read back by ``pipelines.dicom.sr_course``).
 LESION_ROLE = ("LESIONROLE", SCHEME, "Lesion role in the course")
 NON_TARGET_STATUS = ("NTSTATUS", SCHEME, "Non-target lesion status")
 NEW_LESION_STATUS = ("NEWSTATUS", SCHEME, "New lesion status")

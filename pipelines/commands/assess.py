@@ -90,7 +90,7 @@ def assess_command(
                               field="--criteria")
         if course.is_dir():
             # A folder of DICOM SR Measurement Reports (TID 1500) as viewers write them.
-            from pipelines.sr_course import read_sr_course
+            from pipelines.dicom.sr_course import read_sr_course
 
             read = read_sr_course(course, exclude_findings=exclude_finding or ())
             notes, timepoint_notes = read.notes, read.timepoint_notes

@@ -27,7 +27,7 @@ def export_command(
     ] = None,
 ) -> None:
     """Write DICOM SEG + SR (TID 1500) for every DICOM patient-time point of a run."""
-    from pipelines.export import ExportError, export_run
+    from pipelines.dicom.export import ExportError, export_run
 
     try:
         summary = export_run(run_dir, out_dir, dataset_root, patients=patient or None, key_env=key_env,

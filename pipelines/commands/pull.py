@@ -40,7 +40,7 @@ def pull_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipelines.pacs import PacsError, StudyQuery, parse_server, pull
+    from pipelines.dicom.pacs import PacsError, StudyQuery, parse_server, pull
 
     query = StudyQuery(patient_id=patient, study_uid=study, since=_date(since, "--since"), until=_date(until, "--until"))
     if query.since and query.until and query.since > query.until:

@@ -19,7 +19,7 @@ def push_command(
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="seconds before a silent server is given up")] = 30.0,
 ) -> None:
     """Send DICOM SEG/SR (or any DICOM files) to a PACS."""
-    from pipelines.pacs import PacsError, parse_server, push
+    from pipelines.dicom.pacs import PacsError, parse_server, push
 
     try:
         srv = parse_server(server)

@@ -19,8 +19,8 @@ def run(
     """Run the pipeline on a dataset: measure every lesion at every time point and assess the response."""
     from rich.console import Console
 
+    from pipelines.batch.run import RunError, print_summary, run_pipeline  # imaging libraries load only when needed
     from pipelines.config import ConfigError, load_config  # pydantic models and YAML: only when the command runs
-    from pipelines.run import RunError, print_summary, run_pipeline  # imaging libraries load only when needed
 
     # Plain (non-TTY) output keeps full-width rows so logs and CI show the whole table.
     console = Console() if sys.stdout.isatty() else Console(width=160)

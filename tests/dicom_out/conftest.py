@@ -24,8 +24,8 @@ def sample_run(sample_root: Path, tmp_path_factory) -> Path:
     """Output folder of `run configs/sample.yaml` (all three patients)."""
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     out = tmp_path_factory.mktemp("run")
     config = load_config(REPO / "configs" / "sample.yaml", [f"output_dir={out}", "executor.workers=2", "outputs.dicom=false"])
@@ -37,7 +37,7 @@ def sample_run(sample_root: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def exported(sample_run: Path, tmp_path_factory) -> Path:
     """`export_run` of the sample run, for the patients in EXPORTED."""
-    from pipelines.export import export_run
+    from pipelines.dicom.export import export_run
 
     out = tmp_path_factory.mktemp("dicom")
     summary = export_run(sample_run, out, patients=EXPORTED)

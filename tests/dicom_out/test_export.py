@@ -19,7 +19,7 @@ from imaging.io import group_series, load_label_map, load_series, scan_archive
 from imaging.report.dicom_sr import FLAG_CONCEPT, OHIF_BIDIRECTIONAL, REASON_CONCEPT, RESPONSE_CONCEPT
 from imaging.segmentation import lesion_label_map
 from pipelines.cli import app
-from pipelines.export import SEG_NAME, SR_NAME, ExportError, export_run
+from pipelines.dicom.export import SEG_NAME, SR_NAME, ExportError, export_run
 from tests.dicom_out.conftest import EXPORTED, REPO
 from tests.dicom_out.helpers import dciodvfy, seg_on_grid
 
@@ -270,9 +270,9 @@ def test_pseudonymised_run(sample_root: Path, tmp_path: Path, monkeypatch: pytes
     """Outputs name patients by pseudonym: the export follows them with the key, and refuses without it."""
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.privacy import Pseudonymiser
-    from pipelines.run import run_pipeline
+    from pipelines.outputs.privacy import Pseudonymiser
 
     monkeypatch.setenv("TR_TEST_PRIVACY_KEY", "a-test-key-of-sufficient-length")
     config = load_config(REPO / "configs" / "sample.yaml", [
@@ -297,7 +297,7 @@ def test_pseudonymised_run(sample_root: Path, tmp_path: Path, monkeypatch: pytes
 
 def test_keep_identifiers_copies_the_patient_module(sample_run: Path, sample_root: Path, tmp_path: Path) -> None:
     from pipelines.config import load_config
-    from pipelines.export import export_run
+    from pipelines.dicom.export import export_run
 
     config = load_config(REPO / "configs" / "sample.yaml", [f"output_dir={sample_run}", "privacy.keep_identifiers=true"])
     summary = export_run(sample_run, tmp_path, config=config, patients=["P002"])
@@ -315,7 +315,7 @@ def test_the_same_run_exported_twice_gives_the_same_bytes(exported: Path, sample
     import hashlib
     import time
 
-    from pipelines.export import export_run
+    from pipelines.dicom.export import export_run
 
     time.sleep(1.1)  # a clock-dated object would now differ in its seconds
     again = tmp_path / "again"

@@ -16,7 +16,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from imaging.response import CourseError, assess, course_from_dict
-from pipelines.sr_course import course_from_sr_folder, read_sr_course
+from pipelines.dicom.sr_course import course_from_sr_folder, read_sr_course
 
 PATIENT = "LAB-007"
 STUDIES = {d: generate_uid() for d in ("20240110", "20240301", "20240501")}

@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 from imaging.io import group_series, scan_archive
 from imaging.response import assess, course_from_dict
 from pipelines.cli import app
-from pipelines.export import SEG_NAME, SR_NAME
-from pipelines.sr_course import read_sr_course
+from pipelines.dicom.export import SEG_NAME, SR_NAME
+from pipelines.dicom.sr_course import read_sr_course
 from tests.dicom_out.conftest import EXPORTED
 from tests.viewers.clients import ohif_read, ohif_write, pixelmed_validate, segimage2itkimage, tid1500reader
 

@@ -43,7 +43,7 @@ from typer.testing import CliRunner
 
 from imaging.response import CourseError, course_from_dict
 from pipelines.cli import app
-from pipelines.sr_course import read_sr_course
+from pipelines.dicom.sr_course import read_sr_course
 
 DATA = Path(__file__).resolve().parent / "data" / "viewers"
 

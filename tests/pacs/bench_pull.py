@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.pacs import StudyQuery, pull
+from pipelines.dicom.pacs import StudyQuery, pull
 from tests.pacs.orthanc import Orthanc, dicomweb_plugin, orthanc_binary
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "generated"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from imaging.io import group_series, load_series, scan_archive
 from pipelines.cli import app
-from pipelines.pacs import PacsError, StudyQuery, pull
+from pipelines.dicom.pacs import PacsError, StudyQuery, pull
 from tests.pacs.conftest import UPLOADED, source_files
 from tests.pacs.orthanc import HOST, SERVER_AET, free_port
 

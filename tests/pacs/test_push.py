@@ -13,7 +13,7 @@ from imaging.io import group_series, load_label_map, load_series, scan_archive
 from imaging.report.dicom_seg import write_seg
 from imaging.report.dicom_sr import CriterionCall, LesionRecord, write_sr
 from pipelines.cli import app
-from pipelines.pacs import PacsError, StudyQuery, pull, push
+from pipelines.dicom.pacs import PacsError, StudyQuery, pull, push
 from tests.pacs.conftest import source_files
 from tests.pacs.orthanc import HOST, SERVER_AET, free_port
 

@@ -176,8 +176,8 @@ def test_local_workers_share_the_cores_for_their_filters():
     """Each local worker process starts with its share of the cores for ITK filters (and BLAS), not all of them."""
     import SimpleITK as sitk
 
+    from pipelines.batch.executor import make_executor, worker_threads
     from pipelines.config import ExecutorConfig
-    from pipelines.executor import make_executor, worker_threads
 
     cores = os.cpu_count() or 1
     assert worker_threads(1) == cores and worker_threads(2) == max(1, cores // 2) and worker_threads(10 * cores) == 1

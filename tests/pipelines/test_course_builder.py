@@ -14,10 +14,10 @@ from imaging.measurement import LesionMeasurement
 from imaging.registration.tracking import LabelMatch, LesionState, TrackingResult
 from imaging.response import assess, course_from_dict
 from imaging.segmentation import LesionMetadata
-from pipelines.alignment import merge_tracking, tracking_by_labels
-from pipelines.course_builder import build_course
-from pipelines.discover import ClinicalContext
-from pipelines.stages import MeasuredTimepoint
+from pipelines.dataset.alignment import merge_tracking, tracking_by_labels
+from pipelines.dataset.course_builder import build_course
+from pipelines.dataset.discover import ClinicalContext
+from pipelines.dataset.stages import MeasuredTimepoint
 
 P0 = (0.0, 0.0, 0.0)
 GEOMETRY = Geometry((10, 10, 10), (1.0, 1.0, 1.0), P0, (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.config import DatasetConfig
-from pipelines.discover import discover
+from pipelines.dataset.discover import discover
 from tests.io.test_segrefs import make_seg, write_ct_study
 
 pytest.importorskip("highdicom")

@@ -51,8 +51,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def glioma_run(tmp_path_factory) -> tuple[Path, dict]:
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     root = tmp_path_factory.mktemp("glioma")
     truth = write_glioma_dataset(root / "data", SCANS, treatment_start="2024-01-15", radiotherapy_end="2023-12-22")
@@ -151,8 +151,8 @@ def test_non_enhancing_glioma_by_ranolgg_and_rano2_from_the_images(tmp_path: Pat
 
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     truth = write_glioma_dataset(tmp_path / "data", NON_ENHANCING, treatment_start="2024-01-15",
                                  radiotherapy_end=None, tumour="non_enhancing")
@@ -183,8 +183,8 @@ def test_a_flair_that_cannot_be_registered_fails_that_assessment_only(tmp_path: 
     import SimpleITK as sitk
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     write_glioma_dataset(tmp_path / "data", SCANS, treatment_start="2024-01-15", radiotherapy_end="2023-12-22")
     broken = tmp_path / "data" / "G001" / "2024-03-20" / "flair.nii.gz"
@@ -208,8 +208,8 @@ def test_a_t2_flair_status_in_the_visits_csv_wins(tmp_path: Path) -> None:
     """The reader said 'stable' at the scan whose FLAIR burden grew 73%: their value decides, and the reason says so."""
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     write_glioma_dataset(tmp_path / "data", SCANS, treatment_start="2024-01-15", radiotherapy_end="2023-12-22",
                          visits_extra={"2024-05-29": "stable"})

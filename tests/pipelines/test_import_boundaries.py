@@ -91,7 +91,7 @@ def test_command_help_imports_its_module_only(tmp_path: Path, command: str) -> N
     others = {f"pipelines.commands.{m}" for m in COMMAND_MODULES - own}
     allowed_imaging = {"imaging.response"} if command == "assess" else set()
     imaging = {m for m in modules if m == "imaging" or m.startswith("imaging.")}
-    assert _loaded(modules, IMAGING_LIBS | NUMERIC | others | {"pipelines.config", "pipelines.run"}) == []
+    assert _loaded(modules, IMAGING_LIBS | NUMERIC | others | {"pipelines.config", "pipelines.batch.run"}) == []
     assert {m for m in imaging if m != "imaging" and not any(m == a or m.startswith(a + ".") for a in allowed_imaging)} \
         == set()
 
@@ -113,8 +113,8 @@ def test_assess_course_file_imports_no_imaging_library(tmp_path: Path) -> None:
     assert "Best overall response" in out
     assert {"pipelines.commands.assess", "imaging.response", "yaml"} <= modules
     forbidden = IMAGING_LIBS | NUMERIC | {"imaging.io", "imaging.registration", "imaging.measurement",
-                                          "imaging.segmentation", "imaging.report", "pipelines.sr_course",
-                                          "pipelines.run", "pipelines.config"}
+                                          "imaging.segmentation", "imaging.report", "pipelines.dicom.sr_course",
+                                          "pipelines.batch.run", "pipelines.config"}
     assert _loaded(modules, forbidden) == []
 
 
@@ -132,7 +132,7 @@ def test_assess_sr_folder_links_by_position_without_simpleitk(tmp_path: Path) ->
     assert code == 0, out
     assert {"pydicom", "imaging.registration.assignment"} <= modules  # the position path ran
     assert _loaded(modules, IMAGING_LIBS | {"imaging.registration.rigid", "imaging.registration.tracking",
-                                            "imaging.measurement", "pipelines.run"}) == []
+                                            "imaging.measurement", "pipelines.batch.run"}) == []
 
 
 def test_registration_assignment_does_not_import_simpleitk(tmp_path: Path) -> None:

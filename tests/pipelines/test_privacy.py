@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.config import PrivacyConfig
-from pipelines.privacy import PrivacyError, Pseudonymiser
+from pipelines.outputs.privacy import PrivacyError, Pseudonymiser
 from tests.data_factory import write_mini_archive
 
 PHI = {"PatientName": "SMITH^JOHN^Q", "PatientBirthDate": "19561203", "InstitutionName": "St Example Hospital",
@@ -257,7 +257,7 @@ def test_deidentify_dicom_cleans_every_nesting_level_and_keeps_what_its_options_
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
 
-    from pipelines.privacy import deidentify_dicom
+    from pipelines.outputs.privacy import deidentify_dicom
 
     def item(level: int) -> Dataset:
         ds = Dataset()
@@ -297,7 +297,7 @@ def test_deidentify_dicom_cleans_every_nesting_level_and_keeps_what_its_options_
 def test_a_logged_traceback_is_disclosed_like_its_message(tmp_path):
     import logging
 
-    from pipelines.outputs import RunOutputs
+    from pipelines.outputs.files import RunOutputs
 
     anon = Pseudonymiser(PrivacyConfig(pseudonymise=True, key=KEY))
     anon.register(["MRN0042"])

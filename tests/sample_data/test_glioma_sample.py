@@ -25,8 +25,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def glioma_run(glioma_root: Path, tmp_path_factory) -> Path:
     from rich.console import Console
 
+    from pipelines.batch.run import run_pipeline
     from pipelines.config import load_config
-    from pipelines.run import run_pipeline
 
     out = tmp_path_factory.mktemp("glioma-run")
     config = load_config(REPO / "configs" / "sample_glioma.yaml", [f"output_dir={out}", "executor.workers=2"])

@@ -39,8 +39,8 @@ from imaging.registration import (
 from imaging.registration.tracking import BASELINE, MATCHED, NEW, LabelMatch, LesionState, TrackingResult
 from imaging.segmentation import SegmentationError, segment_from_prior
 from pipelines.config import LesionConfig, RegistrationSettings, TrackingConfig
-from pipelines.discover import TimepointSource
-from pipelines.stages import StageError, load_lesions, load_scan, where_of
+from pipelines.dataset.discover import TimepointSource
+from pipelines.dataset.stages import StageError, load_lesions, load_scan, where_of
 
 #: What the figures of a registration returned to the run (the full set is in the transform's sidecar).
 QUALITY_KEYS = ("status", "problems", "metric_initial", "metric_final", "rotation_deg", "scales", "translation_mm",

@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.alignment import AlignSpec, TrackInput, align_timepoint, track_patient
-from pipelines.cache import ResultCache, code_version, file_digest, files_digest, make_key
+from pipelines.batch.cache import ResultCache, code_version, file_digest, files_digest, make_key
 from pipelines.config import LesionConfig, RegistrationSettings, TrackingConfig
-from pipelines.discover import TimepointSource
-from pipelines.stages import Extras, measure_timepoint, measured_to_dict
+from pipelines.dataset.alignment import AlignSpec, TrackInput, align_timepoint, track_patient
+from pipelines.dataset.discover import TimepointSource
+from pipelines.dataset.stages import Extras, measure_timepoint, measured_to_dict
 
 MEASURE_STAGE_VERSION = 3  # 2: cached results carry no identity; 3: radiomics in the result
 #: What the measure stage runs: a change in these invalidates its cache entries.
-MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pipelines.stages", "pipelines.discover")
+MEASURE_CODE = ("imaging.io", "imaging.segmentation", "imaging.measurement", "pipelines.dataset.stages", "pipelines.dataset.discover")
 
 
 def _volume(tp: TimepointSource) -> list:
@@ -52,7 +52,7 @@ def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | N
     A cached result whose snapshots are missing is recomputed (the snapshots are files, not cached).
 
     Returns ``{"result": <measured time point dict>, "cached": bool, "seconds": float, "key": str | None}``;
-    raises :class:`pipelines.stages.StageError` for bad input.
+    raises :class:`pipelines.dataset.stages.StageError` for bad input.
     """
     started = time.perf_counter()
     key = None
@@ -76,9 +76,9 @@ def measure_job(tp: TimepointSource, lesions: LesionConfig, cache_root: Path | N
 
 ALIGN_STAGE_VERSION = 1
 #: What the align stage runs.
-ALIGN_CODE = ("imaging.io", "imaging.registration", "imaging.segmentation", "pipelines.stages", "pipelines.alignment")
+ALIGN_CODE = ("imaging.io", "imaging.registration", "imaging.segmentation", "pipelines.dataset.stages", "pipelines.dataset.alignment")
 TRACK_STAGE_VERSION = 1
-TRACK_CODE = ("imaging.io", "imaging.registration", "imaging.segmentation", "pipelines.stages", "pipelines.alignment")
+TRACK_CODE = ("imaging.io", "imaging.registration", "imaging.segmentation", "pipelines.dataset.stages", "pipelines.dataset.alignment")
 
 
 def _source_inputs(tp: TimepointSource) -> list[Path]:
@@ -175,8 +175,8 @@ def track_job(baseline: TrackInput, scans: list[TrackInput], lesions: LesionConf
 
 
 def export_job(job: Any) -> dict[str, Any]:
-    """Write one time point's DICOM SEG + SR (:func:`pipelines.export.export_timepoint`) on a worker."""
-    from pipelines.export import export_timepoint
+    """Write one time point's DICOM SEG + SR (:func:`pipelines.dicom.export.export_timepoint`) on a worker."""
+    from pipelines.dicom.export import export_timepoint
 
     t0 = time.perf_counter()
     done = export_timepoint(job)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipelines.privacy import Pseudonymiser
+    from pipelines.outputs.privacy import Pseudonymiser
 
 
 def safe_name(value: str) -> str:
@@ -73,8 +73,8 @@ class RunOutputs:
     """A run's output folder: where every file of the run is written, each identity disclosed once, here.
 
     Stages and summaries hold the archive's own patient ids and UIDs. What reaches a file, a path, the
-    log or the console goes through the run's :class:`~pipelines.privacy.Pseudonymiser`: table rows and
-    JSON with :meth:`~pipelines.privacy.Pseudonymiser.row` / ``data``, paths with :meth:`patient_dir`,
+    log or the console goes through the run's :class:`~pipelines.outputs.privacy.Pseudonymiser`: table rows and
+    JSON with :meth:`~pipelines.outputs.privacy.Pseudonymiser.row` / ``data``, paths with :meth:`patient_dir`,
     the log with a filter on its handler. A writer added later uses these methods, and
     ``tests/pipelines/test_privacy.py`` reads every file of a run for identifiers.
     """
@@ -112,7 +112,7 @@ class RunOutputs:
 
     def log_handler(self, name: str = "run.log") -> logging.Handler:
         """A file handler for the run's log whose every line is disclosed like the other outputs."""
-        from pipelines.privacy import DisclosureFilter
+        from pipelines.outputs.privacy import DisclosureFilter
 
         self.root.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.root / name, encoding="utf-8")

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from pipelines.config import RunConfig
-from pipelines.discover import TimepointSource, discover
-from pipelines.outputs import safe_name
-from pipelines.privacy import PrivacyError, Pseudonymiser, deidentify_dicom
+from pipelines.dataset.discover import TimepointSource, discover
+from pipelines.outputs.files import safe_name
+from pipelines.outputs.privacy import PrivacyError, Pseudonymiser, deidentify_dicom
 
 if TYPE_CHECKING:
     from imaging.report.dicom_sr import TimePointInfo
@@ -221,7 +221,7 @@ def export_timepoint(job: ExportJob) -> ExportSummary:
     """Write one time point's SEG and SR (:class:`ExportJob`); a failure is recorded, never raised."""
     from imaging.io import ImagingError, load_label_map, load_series
     from imaging.report.dicom_seg import DicomExportError
-    from pipelines.stages import StageError
+    from pipelines.dataset.stages import StageError
 
     summary = ExportSummary()
     tp = job.tp
@@ -229,7 +229,7 @@ def export_timepoint(job: ExportJob) -> ExportSummary:
         image = load_series(tp.series)
         if tp.has_mask and tp.segmentation is not None:
             # The archive's SEG/RTSTRUCT: its lesion segments only, labelled as the run labelled them.
-            from pipelines.stages import segment_lesions
+            from pipelines.dataset.stages import segment_lesions
 
             labels = segment_lesions(tp, image, job.config.lesions)[0]
         else:
@@ -337,7 +337,7 @@ def _ends(row: dict[str, str], name: str):  # -> tuple[Point, Point] | None
 def _course_view(course: dict | None, date: str) -> tuple[dict[str, tuple[str, dict]], TimePointInfo | None]:
     """Each lesion's (role, entry) in the course at ``date``, and the time point's place in it."""
     from imaging.report.dicom_sr import TimePointInfo
-    from pipelines.course_builder import baseline_position
+    from pipelines.dataset.course_builder import baseline_position
 
     if not course:
         return {}, None
@@ -379,7 +379,7 @@ _CREATED = (("InstanceCreationDate", "InstanceCreationTime"), ("ContentDate", "C
 def _finish(path: Path, out_id: str, anon: Pseudonymiser, created: dt.datetime, deidentify: bool) -> None:
     """The written object dated from the run (nothing in it from the clock or a random draw), and de-identified per
     PS3.15's Basic Profile unless identifiers
-    are kept (:func:`pipelines.privacy.deidentify_dicom`: UIDs retained, or replaced by the run's keyed
+    are kept (:func:`pipelines.outputs.privacy.deidentify_dicom`: UIDs retained, or replaced by the run's keyed
     pseudonyms when it pseudonymises)."""
     import pydicom
 

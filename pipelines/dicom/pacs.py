@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pipelines.outputs import safe_name
+from pipelines.outputs.files import safe_name
 
 #: Our AE title when none is given.
 DEFAULT_CALLING_AET = "TUMORRESP"

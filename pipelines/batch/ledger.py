@@ -55,7 +55,7 @@ class Ledger:
     """Task states of a run folder, in ``<output_dir>/ledger.sqlite``.
 
     ``disclose``: what the file may show of a task id, patient id or error (the run's
-    :meth:`pipelines.privacy.Pseudonymiser.text`); callers pass the archive's own ids.
+    :meth:`pipelines.outputs.privacy.Pseudonymiser.text`); callers pass the archive's own ids.
     """
 
     def __init__(self, path: Path, disclose: Callable[[str], str] = str) -> None:

@@ -1,7 +1,7 @@
 """Turn measured time points and the lesions' tracking into a patient course (../shared/course-format.md)
 and lesion rows.
 
-Lesion identity comes from tracking (:mod:`pipelines.alignment`): each lesion has one id at every
+Lesion identity comes from tracking (:mod:`pipelines.dataset.alignment`): each lesion has one id at every
 scan, whatever its label value there. Lesions of the baseline scan are the candidates for targets
 (the response engine applies measurability and target selection); a lesion first seen after the
 baseline is a new lesion. Tracking outcomes enter the course with the contract's fields, so every
@@ -27,8 +27,8 @@ from typing import Any
 from imaging.measurement import LesionMeasurement
 from imaging.registration.tracking import TrackingResult
 from imaging.segmentation import LesionMetadata
-from pipelines.discover import ClinicalContext, Visit
-from pipelines.stages import MeasuredTimepoint
+from pipelines.dataset.discover import ClinicalContext, Visit
+from pipelines.dataset.stages import MeasuredTimepoint
 
 #: RECIST 1.1 sec. 3.1: measurable if >= 10 mm, or >= 2x the slice thickness when slices are thicker than 5 mm.
 MIN_MEASURABLE_MM = 10.0

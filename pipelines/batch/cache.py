@@ -16,7 +16,7 @@ from typing import Any
 
 import xxhash
 
-from pipelines.outputs import write_text_atomic
+from pipelines.outputs.files import write_text_atomic
 
 _CHUNK = 1 << 20
 

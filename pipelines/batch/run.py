@@ -34,17 +34,17 @@ from imaging.registration.tracking import TrackingResult
 from imaging.report import timeline_table, write_report
 from imaging.response import CourseError, assess, course_from_dict
 from imaging.segmentation import load_lesion_metadata
-from pipelines.alignment import AlignSpec, TrackInput, tracking_by_labels, tracking_from_dict
-from pipelines.cache import code_version
+from pipelines.batch.cache import code_version
+from pipelines.batch.executor import make_executor
+from pipelines.batch.ledger import Ledger
+from pipelines.batch.tasks import align_job, export_job, figures_job, measure_job, track_job
 from pipelines.config import RunConfig
-from pipelines.course_builder import FailedTimepoint, baseline_position, build_course
-from pipelines.discover import ClinicalContext, TimepointSource, Visit, discover, load_clinical, load_visits
-from pipelines.executor import make_executor
-from pipelines.ledger import Ledger
-from pipelines.outputs import RunOutputs
-from pipelines.privacy import PrivacyError, Pseudonymiser
-from pipelines.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict, where_of
-from pipelines.tasks import align_job, export_job, figures_job, measure_job, track_job
+from pipelines.dataset.alignment import AlignSpec, TrackInput, tracking_by_labels, tracking_from_dict
+from pipelines.dataset.course_builder import FailedTimepoint, baseline_position, build_course
+from pipelines.dataset.discover import ClinicalContext, TimepointSource, Visit, discover, load_clinical, load_visits
+from pipelines.dataset.stages import Extras, MeasuredTimepoint, StageError, measured_from_dict, where_of
+from pipelines.outputs.files import RunOutputs
+from pipelines.outputs.privacy import PrivacyError, Pseudonymiser
 
 log = logging.getLogger("tumor_response.run")
 
@@ -520,7 +520,7 @@ def _export_dicom(config: RunConfig, summary: RunSummary, started: dt.datetime, 
                   console: Console, outputs: RunOutputs, figures: Path | None = None) -> None:
     """DICOM SEG + SR per DICOM patient-time point (outputs.dicom), one task per time point on the run's workers;
     failures recorded, the run goes on."""
-    from pipelines.export import ExportError, plan_export
+    from pipelines.dicom.export import ExportError, plan_export
 
     if config.dataset.kind != "dicom":
         summary.notes.append(f"outputs.dicom: the dataset is {config.dataset.kind}; DICOM SEG/SR are made only for DICOM sources")

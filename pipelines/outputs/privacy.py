@@ -3,7 +3,7 @@
 Identities are replaced once, where outputs are written, not threaded through the stages: the stages
 work with the archive's own ids, and every writer of the output folder (tables, JSON, the log, the
 ledger, the console, output paths, DICOM objects) shows them through one :class:`Pseudonymiser`
-(see :class:`pipelines.outputs.RunOutputs`).
+(see :class:`pipelines.outputs.files.RunOutputs`).
 
 Tabular outputs, logs and reports never carry PatientName, PatientBirthDate or any other header
 identifier: the crawl keeps them only in its header catalogue, which lives beside the archive, not

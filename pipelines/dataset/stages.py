@@ -16,8 +16,8 @@ from imaging.measurement.radiomics import RadiomicsError, radiomics_features
 from imaging.measurement.snapshot import snapshot_png
 from imaging.segmentation import label_fragments, lesion_label_map
 from pipelines.config import LesionConfig
-from pipelines.discover import TimepointSource
-from pipelines.outputs import safe_name
+from pipelines.dataset.discover import TimepointSource
+from pipelines.outputs.files import safe_name
 
 #: What the FLAIR's registration to the measured series records (as a follow-up's registration does).
 FLAIR_QUALITY_KEYS = ("status", "rotation_deg", "translation_mm", "scales", "metric_initial", "metric_final",
