@@ -14,6 +14,12 @@ that split or coalesce on treatment" and "Target lesions that become too small t
 * a lesion that disappeared: 0 mm;
 * a lesion present but measuring under ``too_small_mm`` (not a node): ``too_small_to_measure``
   (RECIST counts 5 mm).
+
+:func:`build_course` composes the steps: the target candidates at baseline (:func:`_target_candidates`), then
+at each scan every baseline lesion by its tracking outcome (:func:`_baseline_lesion`: coalesced, lost, measured
+once or split; non-targets by :func:`_as_target_or_non_target`), the lesions first seen at another scan
+(:func:`_new_lesion`), the scans not related to the baseline (:func:`_not_evaluated`, :func:`_untracked_rows`)
+and, for gliomas, the T2/FLAIR compartments (:func:`_add_glioma_compartments`).
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from imaging.measurement import LesionMeasurement
-from imaging.registration.tracking import TrackingResult
+from imaging.registration.tracking import LabelMatch, LesionState, TrackingResult
 from imaging.segmentation import LesionMetadata
 from pipelines.dataset.discover import ClinicalContext, Visit
 from pipelines.dataset.stages import MeasuredTimepoint
@@ -49,13 +56,6 @@ def baseline_position(dates: list[dt.date], treatment_start: dt.date | None) -> 
         return 0
     before = [i for i, d in enumerate(dates) if d <= treatment_start]
     return before[-1] if before else 0
-
-
-def _measurable(m: LesionMeasurement, nodal: bool, slice_thickness_mm: float) -> bool:
-    if nodal:
-        return m.short_axis_mm >= 15.0  # RECIST 1.1 sec. 3.1: nodes by short axis
-    threshold = MIN_MEASURABLE_MM if slice_thickness_mm <= 5.0 else 2.0 * slice_thickness_mm
-    return m.long_axis_mm >= threshold
 
 
 def lesion_names(
@@ -83,6 +83,58 @@ def lesion_names(
         used.add(li.lesion_id)
         out[lid] = li
     return out
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    """The baseline every scan is read against.
+
+    Attributes
+    ----------
+    index : its position among the date-sorted time points.
+    lesion_ids : tracked ids first seen at the baseline (the target candidates), ascending.
+    names : every tracked id's metadata (:func:`lesion_names`).
+    size_mm : baseline label -> its RECIST diameter there, mm (short axis of a node, else long axis).
+    """
+
+    index: int
+    lesion_ids: tuple[int, ...]
+    names: dict[int, LesionMetadata]
+    size_mm: dict[int, float]
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One scan related to the baseline by tracking, as the lesion steps read it.
+
+    Attributes
+    ----------
+    tp : the scan's measurements.
+    name : its name in the tracking (ISO date).
+    after_baseline : dated after the baseline (its lesions first seen there are new lesions).
+    by_label : label value -> its measurement.
+    matches : label value -> the tracked lesion(s) it belongs to.
+    tracked_by : how it was related to the baseline (the rows' ``tracked_by``).
+    not_found : baseline lesions its carried-over segmentation did not find.
+    """
+
+    tp: MeasuredTimepoint
+    name: str
+    after_baseline: bool
+    by_label: dict[int, LesionMeasurement]
+    matches: Mapping[int, LabelMatch]
+    tracked_by: str
+    not_found: set[int]
+
+
+@dataclass(frozen=True)
+class _Readings:
+    """What one lesion (or one scan's baseline list) contributes: lesion rows and course entries, in order."""
+
+    rows: tuple[dict[str, Any], ...] = ()
+    target: tuple[dict[str, Any], ...] = ()
+    non_target: tuple[dict[str, Any], ...] = ()
+    new_lesions: tuple[dict[str, Any], ...] = ()
 
 
 def build_course(
@@ -125,209 +177,360 @@ def build_course(
         When the baseline scan itself could not be measured.
     """
     timepoints = sorted(timepoints, key=lambda t: t.study_date)
-    dates = [t.study_date for t in timepoints]
-    note = None
+    context, note = _with_treatment_start(context, timepoints)
+    b = baseline_position([t.study_date for t in timepoints], context.treatment_start)
+    base = _target_candidates(patient_id, timepoints, b, tracking, metadata, default_organ)
+    tracked_by, not_found, untracked = tracked_by or {}, not_found or {}, untracked or {}
+    clinical_by_date = {v.date: v.clinical.model_dump(exclude_none=True) for v in visits or []}
+    course_tps: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for i, tp in enumerate(timepoints):
+        entry = _timepoint_entry(tp, clinical_by_date.get(tp.study_date))
+        if isinstance(tp, FailedTimepoint) or tp.study_date.isoformat() not in tracking.timepoints:
+            readings = [_not_evaluated(base)]
+            if isinstance(tp, MeasuredTimepoint):  # measured but not related to the baseline
+                entry["slice_thickness_mm"] = tp.slice_thickness_mm
+                why = untracked.get(tp.study_date, "not tracked")
+                readings.append(_Readings(rows=_untracked_rows(tp, metadata, default_organ, why)))
+        else:
+            entry["slice_thickness_mm"] = tp.slice_thickness_mm
+            scan = _scan(tp, i, base.index, tracking, tracked_by, not_found)
+            readings = [_baseline_lesion(lid, scan, base, tracking, too_small_mm) for lid in base.lesion_ids]
+            readings += [_new_lesion(lid, scan, base, tracking) for lid in _non_baseline_ids(tracking, base)]
+        _collect(readings, entry, rows)
+        course_tps.append(entry)
+    if flair_increase_pct is not None:
+        _add_glioma_compartments(rows, course_tps, timepoints, base.index, flair_increase_pct)
+    return _course_dict(patient_id, context, course_tps), rows, note
+
+
+def _with_treatment_start(context: ClinicalContext | None, timepoints: list[MeasuredTimepoint | FailedTimepoint],
+                          ) -> tuple[ClinicalContext, str | None]:
+    """The context, and a note, when it gives no treatment start: then the first scan is the baseline
+    (course-format.md, "Which scan is the baseline"), in a context that keeps nothing else of the given one."""
     if context is None or context.treatment_start is None:
-        context = ClinicalContext(treatment_start=dates[0])
         note = "no treatment start in the clinical data: the first scan is the baseline"
-    b = baseline_position(dates, context.treatment_start)
+        return ClinicalContext(treatment_start=timepoints[0].study_date), note
+    return context, None
+
+
+def _target_candidates(patient_id: str, timepoints: list[MeasuredTimepoint | FailedTimepoint], b: int,
+                       tracking: TrackingResult, metadata: dict[int, LesionMetadata], default_organ: str) -> _Baseline:
+    """Target lesion candidates at baseline: every lesion tracked from the baseline scan.
+
+    RECIST 1.1, Eisenhauer et al. 2009, sec. 3.1 (measurability) and 3.3 (at most 5 targets, 2 per organ,
+    the rest non-target): the response engine applies both to the candidates; here a lesion enters as a
+    non-target only when its metadata says ``target: false``. Each candidate's baseline diameter (short axis
+    of a node, long axis otherwise) decides which target carries a coalesced mass (:func:`_carrier`).
+
+    Raises
+    ------
+    ValueError
+        When the baseline scan itself could not be measured.
+    """
     baseline = timepoints[b]
     if isinstance(baseline, FailedTimepoint):
         raise ValueError(f"patient {patient_id}: the baseline scan ({baseline.study_date}) could not be measured: {baseline.reason}")
     base_name = baseline.study_date.isoformat()
     names = lesion_names(tracking, baseline.study_date, metadata, default_organ)
-    baseline_ids = sorted(i for i, h in tracking.histories.items() if h[0].timepoint == base_name)
-    base_size = {m.label: (m.short_axis_mm if names[m.label].nodal else m.long_axis_mm)
-                 for m in baseline.lesions if m.label in names}
-    tracked_by, not_found, untracked = tracked_by or {}, not_found or {}, untracked or {}
+    lesion_ids = tuple(sorted(i for i, h in tracking.histories.items() if h[0].timepoint == base_name))
+    size_mm = {m.label: (m.short_axis_mm if names[m.label].nodal else m.long_axis_mm)
+               for m in baseline.lesions if m.label in names}
+    return _Baseline(b, lesion_ids, names, size_mm)
 
-    def is_target(lid: int) -> bool:
-        return lid in baseline_ids and names[lid].target is not False
 
-    def non_target_status(values: list[LesionMeasurement], nodal: bool) -> str:
-        # RECIST 1.1 sec. 4.3.2: a non-target node is normal (absent) under 10 mm short axis.
-        if not values:
-            return "absent"
-        return "absent" if nodal and max(m.short_axis_mm for m in values) < 10.0 else "present"
+def _is_target(lid: int, base: _Baseline) -> bool:
+    """A baseline lesion whose metadata does not make it a non-target (RECIST 1.1 sec. 3.3)."""
+    return lid in base.lesion_ids and base.names[lid].target is not False
 
-    def target_entry(name: str, li: LesionMetadata, m: LesionMeasurement | None, *, too_small: bool = False,
-                     **extra: Any) -> dict[str, Any]:
-        entry = {
-            "lesion": name, "organ": li.organ, "nodal": li.nodal,
-            "long_axis_mm": round(m.long_axis_mm, 3) if m else 0.0,
-            "short_axis_mm": round(m.short_axis_mm, 3) if m else 0.0,
-            "perpendicular_mm": round(m.perpendicular_mm, 3) if m else 0.0,
-            "volume_mm3": round(m.volume_mm3, 3) if m else 0.0,
-        }
-        if too_small:
-            entry["too_small_to_measure"] = True
-        entry.update(extra)
-        return entry
 
-    def not_evaluated(entry: dict[str, Any]) -> None:
-        for lid in baseline_ids:
-            li = names[lid]
-            if li.target is False:
-                entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "not_evaluated"})
-            else:
-                entry["target"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal,
-                                        "long_axis_mm": None, "short_axis_mm": None})
+def _measurable(m: LesionMeasurement, nodal: bool, slice_thickness_mm: float) -> bool:
+    """RECIST 1.1, Eisenhauer et al. 2009, sec. 3.1: a node by its short axis (>= 15 mm), any other lesion by
+    its long axis (>= 10 mm, or >= 2x the slice thickness when slices are thicker than 5 mm)."""
+    if nodal:
+        return m.short_axis_mm >= 15.0  # RECIST 1.1 sec. 3.1: nodes by short axis
+    threshold = MIN_MEASURABLE_MM if slice_thickness_mm <= 5.0 else 2.0 * slice_thickness_mm
+    return m.long_axis_mm >= threshold
 
-    clinical_by_date = {v.date: v.clinical.model_dump(exclude_none=True) for v in visits or []}
-    course_tps: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    for i, tp in enumerate(timepoints):
-        entry: dict[str, Any] = {"date": tp.study_date.isoformat(), "target": [], "non_target": [], "new_lesions": []}
-        if clinical_by_date.get(tp.study_date):
-            entry["clinical"] = clinical_by_date[tp.study_date]
-        name = tp.study_date.isoformat()
-        if isinstance(tp, FailedTimepoint) or name not in tracking.timepoints:
-            not_evaluated(entry)
-            if isinstance(tp, MeasuredTimepoint):  # measured but not related to the baseline
-                entry["slice_thickness_mm"] = tp.slice_thickness_mm
-                why = untracked.get(tp.study_date, "not tracked")
-                for m in tp.lesions:
-                    li = metadata.get(m.label) or LesionMetadata(lesion_id=f"L{m.label}", organ=default_organ)
-                    row = _row(tp, li, m.label, m, "untracked")
-                    row["lesion_id"] = f"label {m.label}"
-                    row["tracking"], row["tracked_by"] = "untracked", why
-                    rows.append(row)
-            course_tps.append(entry)
-            continue
-        entry["slice_thickness_mm"] = tp.slice_thickness_mm
-        by_label = {m.label: m for m in tp.lesions}
-        how = tracked_by.get(tp.study_date, "baseline" if i == b else "")
-        missed = not_found.get(tp.study_date, set())
-        matches = tracking.matches[name]
 
-        def carrier(label: int, matches: Any = matches) -> int:
-            """Of the lesions coalesced in ``label``, the one that carries its measurement: the largest baseline
-            target (the one target selection keeps), else the first matched."""
-            members = matches[label].lesion_ids
-            targets = [lid for lid in members if is_target(lid)]
-            return max(targets, key=lambda lid: (base_size.get(lid, 0.0), -lid)) if targets else members[0]
+def _timepoint_entry(tp: MeasuredTimepoint | FailedTimepoint, clinical: dict[str, Any] | None) -> dict[str, Any]:
+    """A scan's course entry (course-format.md ``timepoints``), its lesion lists still empty; the visits
+    CSV's clinical data when it has any."""
+    entry: dict[str, Any] = {"date": tp.study_date.isoformat(), "target": [], "non_target": [], "new_lesions": []}
+    if clinical:
+        entry["clinical"] = clinical
+    return entry
 
-        def merged_label(labels: tuple[int, ...], matches: Any = matches) -> int | None:
-            return next((v for v in labels if v in matches and len(matches[v].lesion_ids) > 1), None)
 
-        def add_row(li: LesionMetadata, lesion_name: str, label: int | None, status: str, flags: list[str],
-                    tp: MeasuredTimepoint = tp, how: str = how, by_label: dict = by_label) -> None:
-            m = by_label.get(label) if label is not None else None
-            row = _row(tp, li, label, m, status)
-            row["lesion_id"] = lesion_name
-            row["tracking"] = ";".join(flags)
-            row["tracked_by"] = how
-            rows.append(row)
+def _not_evaluated(base: _Baseline) -> _Readings:
+    """A scan not related to the baseline (failed, or not tracked): every baseline lesion is not evaluated
+    there (course-format.md: a target's ``long_axis_mm: null``, a non-target's ``not_evaluated``)."""
+    lesions = [base.names[lid] for lid in base.lesion_ids]
+    return _Readings(target=tuple(_unmeasured(li) for li in lesions if li.target is not False),
+                     non_target=tuple(_non_target(li, "not_evaluated") for li in lesions if li.target is False))
 
-        # Baseline lesions (targets and non-targets), at the baseline, before it and after it.
-        for lid in baseline_ids:
-            li = names[lid]
-            state = tracking.state(lid, name)
-            if state is None:
-                continue
-            flags = [state.status] + (["reappeared"] if state.reappeared else [])
-            v = merged_label(state.labels)
-            if v is not None:  # coalesced with other lesions into label v
-                keeper = carrier(v)
-                if keeper == lid:
-                    add_row(li, li.lesion_id, v, "present", flags)
-                    m = by_label.get(v)
-                    if li.target is False:
-                        entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "present"})
-                    else:
-                        entry["target"].append(target_entry(li.lesion_id, li, m))
-                else:
-                    into = names[keeper].lesion_id
-                    add_row(li, li.lesion_id, v, "coalesced", [*flags, f"coalesced_into:{into}"])
-                    if li.target is False:
-                        entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "present"})
-                    else:  # the keeper is a baseline target (see carrier)
-                        entry["target"].append(target_entry(li.lesion_id, li, None, coalesced_into=into))
-                continue
-            measured = [by_label[x] for x in state.labels if x in by_label]
-            if not measured:
-                if lid in missed:  # a carried-over segmentation that did not find it: not evidence it is gone
-                    add_row(li, li.lesion_id, None, "not found", [*flags, "not_found_by_carried_segmentation"])
-                    if li.target is False:
-                        entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "not_evaluated"})
-                    else:
-                        entry["target"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal,
-                                                "long_axis_mm": None, "short_axis_mm": None})
-                    continue
-                add_row(li, li.lesion_id, None, "absent", flags)
-                if li.target is False:
-                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ, "status": "absent"})
-                else:
-                    entry["target"].append(target_entry(li.lesion_id, li, None))
-                continue
-            if len(measured) == 1:
-                m = measured[0]
-                small = too_small_mm > 0 and not li.nodal and 0 < m.long_axis_mm < too_small_mm
-                add_row(li, li.lesion_id, m.label, "present", [*flags, "too_small_to_measure"] if small else flags)
-                if li.target is False:
-                    entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ,
-                                                "status": non_target_status(measured, li.nodal)})
-                else:
-                    entry["target"].append(target_entry(li.lesion_id, li, m, too_small=small))
-                continue
-            for k, m in enumerate(measured, start=1):  # split: fragments, summed by the engine
-                add_row(li, f"{li.lesion_id}.{k}", m.label, "present", [*flags, f"fragment_of:{li.lesion_id}"])
-            if li.target is False:
-                entry["non_target"].append({"lesion": li.lesion_id, "organ": li.organ,
-                                            "status": non_target_status(measured, li.nodal)})
-            else:
-                for k, m in enumerate(measured, start=1):
-                    entry["target"].append(target_entry(f"{li.lesion_id}.{k}", li, m, split_from=li.lesion_id))
 
-        # Lesions first seen at another scan than the baseline.
-        for lid in sorted(set(tracking.histories) - set(baseline_ids)):
-            li = names[lid]
-            state = tracking.state(lid, name)
-            if state is None:
-                continue
-            flags = [state.status] + (["reappeared"] if state.reappeared else [])
-            status = "new" if i > b else "pre-baseline only"
-            if state.status == "disappeared" or not state.labels:
-                add_row(li, li.lesion_id, None, "absent", flags)
-                continue
-            v = merged_label(state.labels)
-            if v is not None and carrier(v) != lid:
-                into = names[carrier(v)].lesion_id
-                add_row(li, li.lesion_id, v, "coalesced", [*flags, f"coalesced_into:{into}"])
-                if i > b:  # still there, inside another lesion: listed, not measured
-                    entry["new_lesions"].append({"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal,
-                                                 "long_axis_mm": None, "short_axis_mm": None})
-                continue
-            parts = [by_label[x] for x in state.labels if x in by_label]
-            if not parts:
-                continue
-            for k, m in enumerate(parts, start=1):
-                lesion_name = li.lesion_id if len(parts) == 1 else f"{li.lesion_id}.{k}"
-                add_row(li, lesion_name, m.label, status, flags if len(parts) == 1 else [*flags, f"fragment_of:{li.lesion_id}"])
-            if i > b:  # a new lesion that split stays one new lesion, its fragments summed
-                long_axis = sum(m.long_axis_mm for m in parts)
-                biggest = max(parts, key=lambda m: m.long_axis_mm)
-                entry["new_lesions"].append(
-                    {
-                        "lesion": li.lesion_id,
-                        "organ": li.organ,
-                        "nodal": li.nodal,
-                        "measurable": _measurable(biggest, li.nodal, tp.slice_thickness_mm),
-                        "long_axis_mm": round(long_axis, 3),
-                        "short_axis_mm": round(sum(m.short_axis_mm for m in parts), 3),
-                        "perpendicular_mm": round(sum(m.perpendicular_mm for m in parts), 3),
-                    }
-                )
-        course_tps.append(entry)
+def _untracked_rows(tp: MeasuredTimepoint, metadata: dict[int, LesionMetadata], default_organ: str,
+                    why: str) -> tuple[dict[str, Any], ...]:
+    """Rows of a scan measured but not related to the baseline: its lesions by label (``label <value>``),
+    tracking ``untracked``, and why in ``tracked_by``."""
+    rows = []
+    for m in tp.lesions:
+        li = metadata.get(m.label) or LesionMetadata(lesion_id=f"L{m.label}", organ=default_organ)
+        row = _row(tp, li, m.label, m, "untracked")
+        row["lesion_id"] = f"label {m.label}"
+        row["tracking"], row["tracked_by"] = "untracked", why
+        rows.append(row)
+    return tuple(rows)
 
-    if flair_increase_pct is not None:
-        for row in rows:
-            row["compartment"] = "enhancing"
-        rows.extend(flair_rows(timepoints))
-        flair_status(course_tps, timepoints, flair_increase_pct)
-        enhancement_status(course_tps, timepoints)
-        add_flair_target(course_tps, timepoints, b)
-    course = {
+
+def _scan(tp: MeasuredTimepoint, i: int, b: int, tracking: TrackingResult, tracked_by: dict[dt.date, str],
+          not_found: dict[dt.date, set[int]]) -> _Scan:
+    """Scan ``i`` (of the date-sorted time points; ``b`` is the baseline's) as the tracking relates it."""
+    name = tp.study_date.isoformat()
+    return _Scan(tp=tp, name=name, after_baseline=i > b, by_label={m.label: m for m in tp.lesions},
+                 tracked_by=tracked_by.get(tp.study_date, "baseline" if i == b else ""),
+                 not_found=not_found.get(tp.study_date, set()), matches=tracking.matches[name])
+
+
+def _non_baseline_ids(tracking: TrackingResult, base: _Baseline) -> list[int]:
+    """Tracked lesions first seen at another scan than the baseline, ascending."""
+    return sorted(set(tracking.histories) - set(base.lesion_ids))
+
+
+def _collect(readings: list[_Readings], entry: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Append the readings, in order, to the scan's course entry and to the lesion rows (in place)."""
+    for r in readings:
+        rows.extend(r.rows)
+        entry["target"].extend(r.target)
+        entry["non_target"].extend(r.non_target)
+        entry["new_lesions"].extend(r.new_lesions)
+
+
+def _flags(state: LesionState) -> list[str]:
+    """A lesion's tracking status at a scan, and ``reappeared`` when it had disappeared at the scan before."""
+    return [state.status] + (["reappeared"] if state.reappeared else [])
+
+
+def _tracked_row(scan: _Scan, li: LesionMetadata, lesion_name: str, label: int | None, status: str,
+                 flags: list[str]) -> dict[str, Any]:
+    """A lesion row of a tracked scan: its measurement at ``label`` (none when None or not measured), its
+    tracking flags and how the scan was related to the baseline."""
+    m = scan.by_label.get(label) if label is not None else None
+    row = _row(scan.tp, li, label, m, status)
+    row["lesion_id"] = lesion_name
+    row["tracking"] = ";".join(flags)
+    row["tracked_by"] = scan.tracked_by
+    return row
+
+
+def _target_entry(name: str, li: LesionMetadata, m: LesionMeasurement | None, *, too_small: bool = False,
+                  **extra: Any) -> dict[str, Any]:
+    """A target's course entry (course-format.md ``target``); no measurement records 0 mm (gone, or
+    coalesced into another); ``extra``: ``split_from`` or ``coalesced_into``."""
+    entry = {
+        "lesion": name, "organ": li.organ, "nodal": li.nodal,
+        "long_axis_mm": round(m.long_axis_mm, 3) if m else 0.0,
+        "short_axis_mm": round(m.short_axis_mm, 3) if m else 0.0,
+        "perpendicular_mm": round(m.perpendicular_mm, 3) if m else 0.0,
+        "volume_mm3": round(m.volume_mm3, 3) if m else 0.0,
+    }
+    if too_small:
+        entry["too_small_to_measure"] = True
+    entry.update(extra)
+    return entry
+
+
+def _unmeasured(li: LesionMetadata) -> dict[str, Any]:
+    """A lesion listed without a measurement (course-format.md: ``null`` = not evaluated at this scan)."""
+    return {"lesion": li.lesion_id, "organ": li.organ, "nodal": li.nodal, "long_axis_mm": None, "short_axis_mm": None}
+
+
+def _non_target(li: LesionMetadata, status: str) -> dict[str, Any]:
+    """A non-target's course entry (course-format.md ``non_target``)."""
+    return {"lesion": li.lesion_id, "organ": li.organ, "status": status}
+
+
+def _non_target_status(values: tuple[LesionMeasurement, ...], nodal: bool) -> str:
+    """RECIST 1.1, Eisenhauer et al. 2009, sec. 4.3.2: a non-target is present or absent; a non-target node
+    is normal (absent) under 10 mm short axis."""
+    if not values:
+        return "absent"
+    return "absent" if nodal and max(m.short_axis_mm for m in values) < 10.0 else "present"
+
+
+def _as_target_or_non_target(li: LesionMetadata, rows: tuple[dict[str, Any], ...], targets: tuple[dict[str, Any], ...],
+                             non_target_status: str) -> _Readings:
+    """Non-target lesions: a baseline lesion with ``target: false`` is followed by its status alone
+    (RECIST 1.1, Eisenhauer et al. 2009, sec. 4.3.2); every other one by its target entries."""
+    if li.target is False:
+        return _Readings(rows=rows, non_target=(_non_target(li, non_target_status),))
+    return _Readings(rows=rows, target=targets)
+
+
+def _baseline_lesion(lid: int, scan: _Scan, base: _Baseline, tracking: TrackingResult,
+                     too_small_mm: float) -> _Readings:
+    """A baseline lesion (target or non-target) at one scan, at the baseline, before it or after it, by
+    its tracking outcome: coalesced, lost, measured once or split."""
+    li = base.names[lid]
+    state = tracking.state(lid, scan.name)
+    if state is None:
+        return _Readings()
+    flags = _flags(state)
+    v = _merged_label(state.labels, scan.matches)
+    if v is not None:
+        return _coalesced_baseline_lesion(lid, li, v, flags, scan, base)
+    measured = tuple(scan.by_label[x] for x in state.labels if x in scan.by_label)
+    if not measured:
+        return _lost_baseline_lesion(lid, li, flags, scan)
+    if len(measured) == 1:
+        return _measured_baseline_lesion(li, measured[0], flags, scan, too_small_mm)
+    return _split_baseline_lesion(li, measured, flags, scan)
+
+
+def _merged_label(labels: tuple[int, ...], matches: Mapping[int, LabelMatch]) -> int | None:
+    """Of a lesion's labels at a scan, the first that several tracked lesions coalesced into, if any."""
+    return next((v for v in labels if v in matches and len(matches[v].lesion_ids) > 1), None)
+
+
+def _carrier(label: int, scan: _Scan, base: _Baseline) -> int:
+    """Of the lesions coalesced in ``label``, the one that carries its measurement: the largest baseline
+    target (the one target selection keeps), else the first matched."""
+    members = scan.matches[label].lesion_ids
+    targets = [lid for lid in members if _is_target(lid, base)]
+    return max(targets, key=lambda lid: (base.size_mm.get(lid, 0.0), -lid)) if targets else members[0]
+
+
+def _coalesced_baseline_lesion(lid: int, li: LesionMetadata, label: int, flags: list[str], scan: _Scan,
+                               base: _Baseline) -> _Readings:
+    """RECIST 1.1, Eisenhauer et al. 2009, Appendix I, "Lesions that split or coalesce on treatment": lesions
+    that coalesced are measured once, under the lesion that carries the mass (:func:`_carrier`); each other
+    target is listed with ``coalesced_into`` and counts 0. A non-target inside the mass is present."""
+    keeper = _carrier(label, scan, base)
+    if keeper == lid:
+        row = _tracked_row(scan, li, li.lesion_id, label, "present", flags)
+        target = _target_entry(li.lesion_id, li, scan.by_label.get(label))
+    else:  # the keeper is a baseline target (see _carrier)
+        into = base.names[keeper].lesion_id
+        row = _tracked_row(scan, li, li.lesion_id, label, "coalesced", [*flags, f"coalesced_into:{into}"])
+        target = _target_entry(li.lesion_id, li, None, coalesced_into=into)
+    return _as_target_or_non_target(li, (row,), (target,), "present")
+
+
+def _lost_baseline_lesion(lid: int, li: LesionMetadata, flags: list[str], scan: _Scan) -> _Readings:
+    """A baseline lesion with no measurement at a scan. Gone: a target counts 0 mm, a non-target is absent
+    (RECIST 1.1, Eisenhauer et al. 2009, sec. 4.3.3 notes, per criteria.md). Missed by a segmentation carried
+    over from the baseline: not evidence that it is gone, so not evaluated there (course-format.md: null)."""
+    if lid in scan.not_found:
+        row = _tracked_row(scan, li, li.lesion_id, None, "not found", [*flags, "not_found_by_carried_segmentation"])
+        return _as_target_or_non_target(li, (row,), (_unmeasured(li),), "not_evaluated")
+    row = _tracked_row(scan, li, li.lesion_id, None, "absent", flags)
+    return _as_target_or_non_target(li, (row,), (_target_entry(li.lesion_id, li, None),), "absent")
+
+
+def _measured_baseline_lesion(li: LesionMetadata, m: LesionMeasurement, flags: list[str], scan: _Scan,
+                              too_small_mm: float) -> _Readings:
+    """A baseline lesion measured once at a scan. RECIST 1.1, Eisenhauer et al. 2009, Appendix I, "Target
+    lesions that become too small to measure": a single non-nodal lesion measuring more than 0 and less than
+    ``too_small_mm`` is recorded ``too_small_to_measure`` (the engine counts 5 mm); nodes keep their actual
+    short axis. 0 (the default) records every measurement as it is."""
+    small = too_small_mm > 0 and not li.nodal and 0 < m.long_axis_mm < too_small_mm
+    row = _tracked_row(scan, li, li.lesion_id, m.label, "present", [*flags, "too_small_to_measure"] if small else flags)
+    target = _target_entry(li.lesion_id, li, m, too_small=small)
+    return _as_target_or_non_target(li, (row,), (target,), _non_target_status((m,), li.nodal))
+
+
+def _split_baseline_lesion(li: LesionMetadata, measured: tuple[LesionMeasurement, ...], flags: list[str],
+                           scan: _Scan) -> _Readings:
+    """RECIST 1.1, Eisenhauer et al. 2009, Appendix I, "Lesions that split or coalesce on treatment": a target
+    that split is recorded as its fragments (``<id>.<k>``, ``split_from``), which the engine sums; a
+    non-target that split has one status for all its fragments."""
+    fragments = [(f"{li.lesion_id}.{k}", m) for k, m in enumerate(measured, start=1)]
+    rows = tuple(_tracked_row(scan, li, name, m.label, "present", [*flags, f"fragment_of:{li.lesion_id}"])
+                 for name, m in fragments)
+    targets = tuple(_target_entry(name, li, m, split_from=li.lesion_id) for name, m in fragments)
+    return _as_target_or_non_target(li, rows, targets, _non_target_status(measured, li.nodal))
+
+
+def _new_lesion(lid: int, scan: _Scan, base: _Baseline, tracking: TrackingResult) -> _Readings:
+    """A lesion first seen at another scan than the baseline, at one scan: a new lesion after the baseline
+    (RECIST 1.1, Eisenhauer et al. 2009, sec. 4.3.2, "New lesions"), rows only before it ("pre-baseline
+    only"). Gone, it has an ``absent`` row and no entry; coalesced into another lesion, see
+    :func:`_coalesced_new_lesion`; split, :func:`_new_lesion_parts`."""
+    li = base.names[lid]
+    state = tracking.state(lid, scan.name)
+    if state is None:
+        return _Readings()
+    flags = _flags(state)
+    if state.status == "disappeared" or not state.labels:
+        return _Readings(rows=(_tracked_row(scan, li, li.lesion_id, None, "absent", flags),))
+    v = _merged_label(state.labels, scan.matches)
+    if v is not None and (keeper := _carrier(v, scan, base)) != lid:
+        return _coalesced_new_lesion(li, v, base.names[keeper].lesion_id, flags, scan)
+    parts = tuple(scan.by_label[x] for x in state.labels if x in scan.by_label)
+    if not parts:
+        return _Readings()
+    return _new_lesion_parts(li, parts, flags, scan)
+
+
+def _coalesced_new_lesion(li: LesionMetadata, label: int, into: str, flags: list[str], scan: _Scan) -> _Readings:
+    """RECIST 1.1, Eisenhauer et al. 2009, Appendix I, "Lesions that split or coalesce on treatment", for a new
+    lesion: coalesced into lesion ``into``, it is still there, so after the baseline it stays listed as a new
+    lesion, not measured (the mass is measured once, under ``into``)."""
+    row = _tracked_row(scan, li, li.lesion_id, label, "coalesced", [*flags, f"coalesced_into:{into}"])
+    if not scan.after_baseline:
+        return _Readings(rows=(row,))
+    return _Readings(rows=(row,), new_lesions=(_unmeasured(li),))
+
+
+def _new_lesion_parts(li: LesionMetadata, parts: tuple[LesionMeasurement, ...], flags: list[str],
+                      scan: _Scan) -> _Readings:
+    """A lesion first seen after (or before) the baseline, measured: one row per part (fragments ``<id>.<k>``).
+    RECIST 1.1, Eisenhauer et al. 2009, Appendix I, "Lesions that split or coalesce on treatment": a new lesion
+    that split stays one new lesion, its fragments summed (:func:`_new_lesion_entry`)."""
+    status = "new" if scan.after_baseline else "pre-baseline only"
+    whole = len(parts) == 1
+    rows = tuple(_tracked_row(scan, li, li.lesion_id if whole else f"{li.lesion_id}.{k}", m.label, status,
+                              flags if whole else [*flags, f"fragment_of:{li.lesion_id}"])
+                 for k, m in enumerate(parts, start=1))
+    if not scan.after_baseline:
+        return _Readings(rows=rows)
+    return _Readings(rows=rows, new_lesions=(_new_lesion_entry(li, parts, scan.tp.slice_thickness_mm),))
+
+
+def _new_lesion_entry(li: LesionMetadata, parts: tuple[LesionMeasurement, ...], slice_thickness_mm: float,
+                      ) -> dict[str, Any]:
+    """A new lesion's course entry (course-format.md ``new_lesions``): its parts' diameters summed, measurable
+    by its largest part (RECIST 1.1 sec. 3.1, :func:`_measurable`; iRECIST's new-lesion targets use it)."""
+    biggest = max(parts, key=lambda m: m.long_axis_mm)
+    return {
+        "lesion": li.lesion_id,
+        "organ": li.organ,
+        "nodal": li.nodal,
+        "measurable": _measurable(biggest, li.nodal, slice_thickness_mm),
+        "long_axis_mm": round(sum(m.long_axis_mm for m in parts), 3),
+        "short_axis_mm": round(sum(m.short_axis_mm for m in parts), 3),
+        "perpendicular_mm": round(sum(m.perpendicular_mm for m in parts), 3),
+    }
+
+
+def _add_glioma_compartments(rows: list[dict[str, Any]], course_tps: list[dict[str, Any]],
+                             timepoints: list[MeasuredTimepoint | FailedTimepoint], b: int,
+                             flair_increase_pct: float) -> None:
+    """Gliomas (in place): the lesions are the enhancing compartment; each scan's T2/FLAIR burden gets rows
+    (:func:`flair_rows`), a T2/FLAIR status (:func:`flair_status`, RANO, Wen 2010, Table 2), an enhancement
+    status (:func:`enhancement_status`) and a ``non_enhancing`` target (:func:`add_flair_target`)."""
+    for row in rows:
+        row["compartment"] = "enhancing"
+    rows.extend(flair_rows(timepoints))
+    flair_status(course_tps, timepoints, flair_increase_pct)
+    enhancement_status(course_tps, timepoints)
+    add_flair_target(course_tps, timepoints, b)
+
+
+def _course_dict(patient_id: str, context: ClinicalContext, course_tps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The course (course-format.md, "Input"): patient, context and the scans' entries."""
+    return {
         "patient_id": patient_id,
         "context": {
             "treatment_start": context.treatment_start.isoformat() if context.treatment_start else None,
@@ -337,7 +540,6 @@ def build_course(
         },
         "timepoints": course_tps,
     }
-    return course, rows, note
 
 
 def flair_rows(timepoints: list[MeasuredTimepoint | FailedTimepoint]) -> list[dict[str, Any]]:
