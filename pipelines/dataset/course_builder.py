@@ -207,10 +207,14 @@ def build_course(
 def _with_treatment_start(context: ClinicalContext | None, timepoints: list[MeasuredTimepoint | FailedTimepoint],
                           ) -> tuple[ClinicalContext, str | None]:
     """The context, and a note, when it gives no treatment start: then the first scan is the baseline
-    (course-format.md, "Which scan is the baseline"), in a context that keeps nothing else of the given one."""
+    (course-format.md, "Which scan is the baseline"); the rest of the context (immunotherapy, radiotherapy end,
+    tumour type) is kept, since the criteria's flags depend on it."""
     if context is None or context.treatment_start is None:
         note = "no treatment start in the clinical data: the first scan is the baseline"
-        return ClinicalContext(treatment_start=timepoints[0].study_date), note
+        first = timepoints[0].study_date
+        if context is None:
+            return ClinicalContext(treatment_start=first), note
+        return context.model_copy(update={"treatment_start": first}), note
     return context, None
 
 

@@ -101,6 +101,19 @@ def test_without_a_treatment_start_the_first_scan_is_the_baseline():
     assert [t["date"] for t in course["timepoints"]] == [BASE.isoformat(), FU1.isoformat()]
 
 
+def test_without_a_treatment_start_the_rest_of_the_context_is_kept():
+    """Immunotherapy (iRECIST's pseudoprogression flags) and the radiotherapy end (RANO's 12-week window) still
+    reach the criteria when the clinical data give no treatment start."""
+    tracking = tracking_by_labels(BASE, {BASE: [1], FU1: [1]})
+    context = ClinicalContext(radiotherapy_end=BASE - dt.timedelta(days=30), immunotherapy=True, tumour="enhancing")
+    course, _, note = build_course("P", [_tp(FU1, {1: 20}), _tp(BASE, {1: 30})], context, META, tracking)
+    assert note == "no treatment start in the clinical data: the first scan is the baseline"
+    assert course["context"]["treatment_start"] == BASE.isoformat()
+    assert course["context"]["immunotherapy"] is True
+    assert course["context"]["radiotherapy_end"] == (BASE - dt.timedelta(days=30)).isoformat()
+    assert course["context"]["tumour"] == "enhancing"
+
+
 def test_gliomas_get_the_flair_burden_as_a_non_enhancing_target():
     flair = {"volume_mm3": 5000.0, "long_axis_mm": 30.0, "perpendicular_mm": 20.0, "bidimensional_product_mm2": 600.0}
     tracking = tracking_by_labels(BASE, {BASE: [1], FU1: [1]})
