@@ -25,7 +25,11 @@ patient into the course dict of ``../shared/course-format.md``:
   it is never a new lesion because it could not be placed;
 - the lesions of the baseline scan are the targets (the response engine selects among them);
   a baseline lesion missing from a later report is *not evaluated* there (``long_axis_mm:
-  null``); a lesion first measured after the baseline is a new lesion;
+  null``); a lesion first measured after the baseline is a new lesion. A name no earlier report
+  uses, in a report that does not name every known lesion, is a new lesion only when it lies
+  ``max_distance_mm`` or more from each known lesion the report leaves unnamed; beside one, or
+  with no position to tell, it may be that lesion renamed, and the time point is *not evaluated*
+  with the reason (never a progression that did not happen);
 - **volume-only reports** (no length anywhere) give a course with volumes only:
   :attr:`SRCourse.volume_only`, for the volumetric criteria (RANO 2.0 / mRANO volumetric).
 
@@ -765,19 +769,32 @@ def _link(reports: list[ReportReading], b: int, images: _Images, max_distance_mm
                     positions[name] = centre
             continue
         rest = []
+        named: list[Finding] = []  # under a name no earlier report uses
         for f in found:
             name = None
             if f.label and f.label in known and f.label not in linked[i]:
                 name = f.label
             elif f.tracking_uid and f.tracking_uid in known_uids and known_uids[f.tracking_uid] not in linked[i]:
                 name = known_uids[f.tracking_uid]
-            if name is None and f.label and f.label not in linked[i]:
-                name = f.label  # a name the reader gave that no earlier scan has: another lesion
+            if name is None and f.label and f.label not in linked[i] and all(g.label != f.label for g in named):
+                named.append(f)
+                continue
             if name is None:
                 rest.append(f)
             else:
                 linked[i][name] = f
         open_names = [n for n in known if n not in linked[i]]
+        doubts = []
+        for f in named:
+            doubt = _renamed(f, r, open_names, positions, mapper, max_distance_mm)
+            if doubt is None:
+                linked[i][f.label] = f  # type: ignore[index]  # a name the reader gave that no earlier scan has
+                continue
+            doubts.append(doubt)
+            linked[i][f"?{f.key}"] = f
+        if doubts:
+            tp_notes[when] = "not evaluated: " + "; ".join(doubts)
+            notes.append(f"{when}: {tp_notes[when]}")
         if rest:
             centres = [mapper.centre(f, r) for f in rest]
             unplaced = [(f, c) for f, c in zip(rest, centres) if not isinstance(c, tuple)]
@@ -786,10 +803,12 @@ def _link(reports: list[ReportReading], b: int, images: _Images, max_distance_mm
                 why = unplaced[0][1] if unplaced else (f"lesion {known_unplaced[0]} has no position to compare with")
                 what = ", ".join(f.label or f"an unlabelled {f.finding_type or 'measurement'}" for f, _ in unplaced) \
                     or ", ".join(f.label or "an unlabelled measurement" for f in rest)
-                tp_notes[when] = (f"not evaluated: {what} could not be linked to the lesions of the other scans "
-                                  f"(no matching label or Tracking UID, and no position: {why}); label the "
-                                  "measurements with the lesion names, or put the referenced images beside the reports")
-                notes.append(f"{when}: {tp_notes[when]}")
+                unlinked = (f"not evaluated: {what} could not be linked to the lesions of the other scans "
+                            f"(no matching label or Tracking UID, and no position: {why}); label the "
+                            "measurements with the lesion names, or put the referenced images beside the reports")
+                notes.append(f"{when}: {unlinked}")
+                tp_notes[when] = f"{tp_notes[when]}; {unlinked.removeprefix('not evaluated: ')}" if when in tp_notes \
+                    else unlinked
                 for f in rest:
                     linked[i][f"?{f.key}"] = f
                 continue
@@ -821,6 +840,33 @@ def _link(reports: list[ReportReading], b: int, images: _Images, max_distance_mm
             if isinstance(centre, tuple):
                 positions[name] = centre
     return linked, tp_notes
+
+
+def _renamed(f: Finding, r: ReportReading, open_names: list[str], positions: dict[str, tuple[float, float, float]],
+             mapper: _FrameMapper, max_distance_mm: float) -> str | None:
+    """Why a finding under a name no earlier report uses may be a known lesion renamed (None: it is a new lesion).
+
+    A new name is a new lesion when every known lesion is measured under its own name in this report, or when the
+    finding lies ``max_distance_mm`` or more from each known lesion this report does not measure. Next to one, or
+    with no position to tell, it may be that lesion renamed: read as new, it would be a progression that did not
+    happen, read as the old one a new lesion could be missed; so the time point is not evaluated, with the way out.
+    """
+    if not open_names:
+        return None
+    label = f.label
+    centre = mapper.centre(f, r)
+    missing = ", ".join(open_names[:3]) + (" ..." if len(open_names) > 3 else "")
+    if not isinstance(centre, tuple) or any(n not in positions for n in open_names):
+        why = centre if not isinstance(centre, tuple) else "a lesion it could be has no position to compare with"
+        return (f"{label!r}, a name no earlier report uses, may be {missing} renamed (this report does not measure "
+                f"{'it' if len(open_names) == 1 else 'them'} under the earlier name) and there is no position to tell "
+                f"({why}); name the measurement as before if it is that lesion, or measure {missing} too if it is new")
+    distance, nearest = min((math.dist(centre, positions[n]), n) for n in open_names)
+    if distance >= max_distance_mm:
+        return None
+    return (f"{label!r}, a name no earlier report uses, lies {distance:.1f} mm from {nearest}, which this report does "
+            f"not measure under that name: the same lesion renamed, or a new one beside it? Name the measurement "
+            f"{nearest!r} if it is that lesion; if it is new, measure {nearest} in this report too")
 
 
 class _FrameMapper:

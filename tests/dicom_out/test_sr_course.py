@@ -211,19 +211,19 @@ def test_exported_reports_give_back_the_runs_calls(exported: Path, sample_run: P
 
 
 def _ohif_3d_report(folder: Path, name: str, study_date: str, centres: list[tuple[tuple[float, float, float], float]],
-                    frame: str) -> None:
-    """Unlabelled lines in one shared frame of reference (SCOORD3D), each with a Tracking UID of its own, as OHIF's
-    3-D viewports save them."""
+                    frame: str, labels: list[str] | None = None) -> None:
+    """Lines in one shared frame of reference (SCOORD3D), each with a Tracking UID of its own, as OHIF's 3-D
+    viewports save them: unlabelled, or with ``labels`` as their tracking identifiers (a reader's lesion names)."""
     image = _image(PATIENT, study_date, STUDIES.get(study_date, generate_uid()))
     image.FrameOfReferenceUID = frame
     groups = []
-    for (x, y, z), length in centres:
+    for k, ((x, y, z), length) in enumerate(centres):
         region = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POLYLINE,
                                      graphic_data=np.array([[x - length / 2, y, z], [x + length / 2, y, z]]),
                                      frame_of_reference_uid=frame)
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
-                                                         identifier="Cornerstone3DTools@^0.1.0:Length"),
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=generate_uid(), identifier=labels[k] if labels else "Cornerstone3DTools@^0.1.0:Length"),
             referenced_region=region, finding_type=codes.SCT.Lesion,
             measurements=[hd.sr.Measurement(name=LENGTH, value=length, unit=codes.UCUM.Millimeter)]))
     observer = hd.sr.ObservationContext(observer_person_context=hd.sr.ObserverContext(
@@ -255,6 +255,69 @@ def test_unlabelled_lines_in_a_shared_frame_are_linked_by_position(tmp_path: Pat
     assert sum("by position" in n for n in read.notes) == 4
     calls = [t.response for t in assess(course_from_dict(read.course), "recist").timepoints]
     assert calls == [None, "SD", "PD"]  # -20%: SD; then a new lesion: PD
+
+
+CONTEXT = {"treatment_start": "2024-01-15", "radiotherapy_end": None, "immunotherapy": False}
+
+
+def test_a_new_name_beside_a_lesion_the_report_no_longer_names_is_not_taken_for_a_new_lesion(tmp_path: Path) -> None:
+    """'Liver 1' at baseline, 'liver lesion 1' 2 mm from it at follow-up and no 'Liver 1': renamed or new? Read as
+    new it would be a progression that did not happen; the time point is not evaluated, saying how to resolve it."""
+    frame = generate_uid()
+    _ohif_3d_report(tmp_path, "1.dcm", "20240110", [((0.0, 0.0, 0.0), 30.0), ((100.0, 0.0, 0.0), 20.0)], frame,
+                    labels=["Liver 1", "Lung 1"])
+    _ohif_3d_report(tmp_path, "2.dcm", "20240301", [((2.0, 0.0, 0.0), 28.0), ((100.0, 1.0, 0.0), 19.0)], frame,
+                    labels=["liver lesion 1", "Lung 1"])
+    read = read_sr_course(tmp_path, CONTEXT)
+    follow = read.course["timepoints"][1]
+    assert follow["new_lesions"] == [] and all(t["long_axis_mm"] is None for t in follow["target"])
+    reason = read.timepoint_notes["2024-03-01"]
+    assert "'liver lesion 1'" in reason and "2.0 mm from Liver 1" in reason and "Name the measurement 'Liver 1'" in reason
+    calls = [t.response for t in assess(course_from_dict(read.course), "recist").timepoints]
+    assert calls == [None, "NE"]
+
+
+def test_a_new_name_is_a_new_lesion_when_every_known_lesion_is_named_or_it_lies_far_from_the_missing_one(
+        tmp_path: Path) -> None:
+    frame = generate_uid()
+    _ohif_3d_report(tmp_path, "1.dcm", "20240110", [((0.0, 0.0, 0.0), 30.0), ((100.0, 0.0, 0.0), 20.0)], frame,
+                    labels=["Liver 1", "Lung 1"])
+    # Every known lesion named: a new name 10 mm from Liver 1 is a new lesion.
+    _ohif_3d_report(tmp_path, "2.dcm", "20240301", [((0.0, 0.0, 0.0), 30.0), ((100.0, 0.0, 0.0), 20.0),
+                                                    ((10.0, 0.0, 0.0), 12.0)], frame,
+                    labels=["Liver 1", "Lung 1", "Liver 2"])
+    # 'Lung 1' not measured, and the new name lies 100 mm from it: a new lesion too.
+    _ohif_3d_report(tmp_path, "3.dcm", "20240501", [((0.0, 0.0, 0.0), 30.0), ((100.0, 100.0, 0.0), 15.0)], frame,
+                    labels=["Liver 1", "Bone 1"])
+    read = read_sr_course(tmp_path, CONTEXT)
+    tps = read.course["timepoints"]
+    assert read.timepoint_notes == {}
+    assert [[n["lesion"] for n in tp["new_lesions"]] for tp in tps] == [[], ["Liver 2"], ["Bone 1"]]
+    calls = [t.response for t in assess(course_from_dict(read.course), "recist").timepoints]
+    assert calls == [None, "PD", "PD"]
+
+
+def test_a_new_name_with_no_position_to_compare_is_not_taken_for_a_new_lesion(lab_folder: Path) -> None:
+    """Labelled lines without a frame to place them in: a report that drops a lesion's name and brings a new one
+    cannot say which it is."""
+    reports = sorted(lab_folder.rglob("*.dcm"))
+    ds = pydicom.dcmread(reports[-1])
+    renamed = []
+
+    def rename(items) -> None:
+        for item in items:
+            if getattr(item, "ValueType", "") == "TEXT" and getattr(item, "TextValue", "") == "T1":
+                item.TextValue = "Target one"
+                renamed.append(item)
+            rename(item.get("ContentSequence", []))
+
+    rename(ds.ContentSequence)
+    assert renamed, "the lab report's T1 was not found"
+    ds.save_as(reports[-1])
+    read = read_sr_course(lab_folder)
+    date = read.course["timepoints"][-1]["date"]
+    assert "'Target one', a name no earlier report uses, may be T1 renamed" in read.timepoint_notes[date]
+    assert read.course["timepoints"][-1]["new_lesions"] == []
 
 
 def test_excluded_findings_are_not_assessed_and_are_noted(lab_folder: Path) -> None:
